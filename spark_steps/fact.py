@@ -1,0 +1,105 @@
+"""SPEC §3: the weekly sales-inventory fact from accepted (staged) sales and inventory rows."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+D38_2 = "decimal(38,2)"
+KEYS = ["week_start", "store_key", "prod_key"]
+FACT_COLUMNS = [
+    "week_start", "week_end", "store_key", "prod_key",
+    "total_sales_qty", "total_sales_amt", "total_sales_cost", "avg_sales_price",
+    "eow_stock_on_hand_qty", "eow_stock_on_order_qty",
+    "no_stock_instances", "low_stock_instances", "total_low_stock_impact", "in_stock_pct",
+    "potential_low_stock_impact", "no_stock_impact", "weeks_of_supply",
+]
+
+
+def week_start_of(day) -> F.Column:
+    """The Sunday on or before ``day`` (Spark's dayofweek: 1 = Sunday ... 7 = Saturday)."""
+    return F.date_sub(day, F.dayofweek(day) - 1)
+
+
+def daily_pairs(sales: DataFrame, inventory: DataFrame) -> DataFrame:
+    """One row per day and (store_key, prod_key) with any accepted sales or inventory row."""
+    day_sales = sales.groupBy(
+        F.col("trans_dt").alias("day"), "store_key", "prod_key"
+    ).agg(
+        F.sum("sales_qty").alias("day_qty"),
+        F.sum("sales_amt").alias("day_amt"),
+        F.sum("sales_cost").alias("day_cost"),
+    )
+    day_inventory = inventory.select(
+        F.col("cal_dt").alias("day"), "store_key", "prod_key",
+        F.col("inventory_on_hand_qty").alias("on_hand"),
+        F.col("inventory_on_order_qty").alias("on_order"),
+        "out_of_stock_flg",
+        F.lit(True).alias("has_inventory"),
+    )
+    zero = F.lit(0).cast(D38_2)
+    day = day_sales.join(day_inventory, ["day", "store_key", "prod_key"], "full_outer").select(
+        "day", "store_key", "prod_key",
+        F.coalesce("day_qty", zero).cast(D38_2).alias("day_qty"),
+        F.coalesce("day_amt", zero).cast(D38_2).alias("day_amt"),
+        F.coalesce("day_cost", zero).cast(D38_2).alias("day_cost"),
+        "on_hand", "on_order", "out_of_stock_flg",
+        F.coalesce("has_inventory", F.lit(False)).alias("has_inventory"),
+    )
+    low_stock = F.col("has_inventory") & (F.col("on_hand") < F.col("day_qty"))
+    return day.withColumn("low_stock_flg", F.when(low_stock, 1).otherwise(0)).withColumn(
+        "week_start", week_start_of(F.col("day"))
+    )
+
+
+def weekly_fact(sales: DataFrame, inventory: DataFrame) -> DataFrame:
+    """The fact for every week present in the inputs, columns in SPEC order."""
+    day = daily_pairs(sales, inventory)
+
+    # End-of-week stock: the week's inventory row with the latest cal_dt.
+    latest = Window.partitionBy(*KEYS).orderBy(F.col("day").desc())
+    eow = (
+        day.where("has_inventory")
+        .withColumn("_rank", F.row_number().over(latest))
+        .where("_rank = 1")
+        .select(*KEYS, F.col("on_hand").alias("eow_on_hand"), F.col("on_order").alias("eow_on_order"))
+    )
+
+    low_day_impact = F.when(
+        F.col("low_stock_flg") == 1,
+        F.col("day_amt").cast("double")
+        * (F.lit(1.0) - F.col("on_hand").cast("double") / F.col("day_qty").cast("double")),
+    )
+    no_stock_day_amt = F.when(F.col("out_of_stock_flg") == 1, F.col("day_amt"))
+    weekly = day.groupBy(*KEYS).agg(
+        F.sum("day_qty").cast(D38_2).alias("total_sales_qty"),
+        F.sum("day_amt").cast(D38_2).alias("total_sales_amt"),
+        F.sum("day_cost").cast(D38_2).alias("total_sales_cost"),
+        F.coalesce(F.sum("out_of_stock_flg"), F.lit(0)).cast("int").alias("no_stock_instances"),
+        F.sum("low_stock_flg").cast("int").alias("low_stock_instances"),
+        F.max(F.col("has_inventory").cast("int")).alias("_has_inventory"),
+        F.coalesce(F.sum(low_day_impact), F.lit(0.0)).alias("potential_low_stock_impact"),
+        F.coalesce(F.sum(no_stock_day_amt), F.lit(0)).cast(D38_2).alias("no_stock_impact"),
+    )
+
+    qty = F.col("total_sales_qty").cast("double")
+    return weekly.join(eow, KEYS, "left").select(
+        "week_start",
+        F.date_add("week_start", 6).alias("week_end"),
+        F.col("store_key").cast("int"),
+        F.col("prod_key").cast("int"),
+        "total_sales_qty",
+        "total_sales_amt",
+        "total_sales_cost",
+        F.when(qty != 0, F.col("total_sales_amt").cast("double") / qty).alias("avg_sales_price"),
+        F.col("eow_on_hand").cast(D38_2).alias("eow_stock_on_hand_qty"),
+        F.col("eow_on_order").cast(D38_2).alias("eow_stock_on_order_qty"),
+        "no_stock_instances",
+        "low_stock_instances",
+        (F.col("low_stock_instances") + F.col("no_stock_instances")).cast("int").alias("total_low_stock_impact"),
+        F.when(F.col("_has_inventory") == 1, (F.lit(7) - F.col("no_stock_instances")) / F.lit(7.0))
+        .alias("in_stock_pct"),
+        F.col("potential_low_stock_impact").cast("double"),
+        "no_stock_impact",
+        F.when(qty != 0, F.col("eow_on_hand").cast("double") / qty).alias("weeks_of_supply"),
+    )

@@ -1,0 +1,72 @@
+"""What every step program shares: a SparkSession, argument parsing, result reporting.
+
+A step module defines ``add_arguments(parser)`` and ``run(spark, **args) -> dict`` and
+ends with ``if __name__ == "__main__": main(run, add_arguments)``. Dagster calls ``run``
+in-process with the run's SparkSession; ``spark-submit step.py ...`` goes through
+``main``, which reports the result through Dagster Pipes when launched by Pipes and
+prints it as JSON otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+
+class StepFailed(Exception):
+    """A failure the step explains itself (bad input file); ``result`` says what happened."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result
+
+
+def spark_session(app_name: str = "salespipe", master: str | None = None, conf: dict | None = None):
+    from pyspark.sql import SparkSession
+
+    # Python workers must run this interpreter (it has pyarrow), not whatever is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "8",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "true",
+        "spark.sql.parquet.compression.codec": "snappy",
+    }
+    for key, value in {**defaults, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def main(run: Callable[..., dict], add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lake", required=True, help="lake root: a directory or s3://bucket/prefix")
+    parser.add_argument("--run-id", default="spark-submit")
+    add_arguments(parser)
+    args = vars(parser.parse_args())
+    spark = spark_session()
+    try:
+        result, failure = run(spark, **args), None
+    except StepFailed as exc:
+        result, failure = exc.result, str(exc)
+    _report(result, failure)
+    sys.exit(2 if failure else 0)
+
+
+def _report(result: dict, failure: str | None) -> None:
+    try:
+        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    except ImportError:  # plain spark-submit without dagster-pipes installed
+        is_dagster_pipes_process = lambda: False  # noqa: E731
+    if is_dagster_pipes_process():
+        with open_dagster_pipes() as pipes:
+            pipes.report_custom_message({"result": result, "failure": failure})
+            if failure:
+                raise SystemExit(2)
+    print(json.dumps({"result": result, "failure": failure}, default=str))

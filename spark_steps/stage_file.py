@@ -1,0 +1,127 @@
+"""Stage one landed file (SPEC §2): validate, publish accepted rows and rejects, or
+quarantine the whole file.
+
+Daily tables (sales, inventory) publish ``staged/<table>/business_date=<day>/``.
+Snapshot tables (store, product, calendar) publish ``curated/<table>/`` - only when the
+day is not older than the snapshot already published, so a backfill of an old day never
+replaces a newer dimension.
+
+    spark-submit spark_steps/stage_file.py --lake DIR --table sales \
+        --source raw/sales_2024-01-07.csv.gz --business-date 2024-01-07
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pyspark import StorageLevel
+
+from spark_steps.contract import CONTRACT
+from spark_steps.csv_parse import arrow_parser, output_schema
+from spark_steps.lakefs import MANIFEST, LakeFS
+from spark_steps.publish import publish
+from spark_steps.runtime import StepFailed, main
+from spark_steps.validate import accepted_rows, classify, rejected_rows
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--table", required=True, choices=sorted(CONTRACT))
+    parser.add_argument("--source", required=True, help="the landed file, relative to the lake")
+    parser.add_argument("--business-date", required=True)
+
+
+def output_path(table: str, business_date: str) -> str:
+    if CONTRACT[table].daily:
+        return f"staged/{table}/business_date={business_date}"
+    return f"curated/{table}"
+
+
+def rejects_path(table: str, business_date: str) -> str:
+    return f"rejects/{table}/business_date={business_date}"
+
+
+def run(spark, lake: str, table: str, source: str, business_date: str, run_id: str = "", **_) -> dict:
+    fs = LakeFS(lake)
+    spec = CONTRACT[table]
+    name = source.rsplit("/", 1)[-1]
+    result: dict = {"table": table, "business_date": business_date, "source": source, "run_id": run_id}
+
+    parsed = (
+        spark.read.format("binaryFile").load(fs.uri(source))
+        .mapInArrow(arrow_parser(spec), output_schema(spec))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        status = parsed.where("_line = 0").select("_raw", "_file_error").collect()
+        if not status:
+            raise StepFailed(f"{source}: file not found", {**result, "error": {"reason": "file not found"}})
+        facts = json.loads(status[0]["_raw"])
+        result["source_file"] = {"name": name, "size": facts["size"], "sha256": facts["sha256"]}
+        if status[0]["_file_error"]:
+            error = _quarantine(fs, source, status[0]["_file_error"], facts.get("error_line"), run_id)
+            raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
+
+        classified = classify(parsed.where("_line > 0"), spec, business_date if spec.daily else None)
+        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            by_reason = {r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()}
+            accepted = by_reason.pop(None, 0)
+            result.update(
+                rows_read=facts["rows_read"],
+                rows_accepted=accepted,
+                rows_rejected=sum(by_reason.values()),
+                rejects_by_reason=dict(sorted(by_reason.items())),
+            )
+            result.update(_publish(fs, spec, classified, result, business_date))
+        finally:
+            classified.unpersist()
+    finally:
+        parsed.unpersist()
+    return result
+
+
+def _publish(fs: LakeFS, spec, classified, result: dict, business_date: str) -> dict:
+    counts = {k: result[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")}
+    base = {
+        "business_date": business_date,
+        "run_id": result["run_id"],
+        "source_files": [result["source_file"]],
+        **counts,
+    }
+    out = output_path(spec.name, business_date)
+    published = True
+    if not spec.daily:
+        current = fs.read_json(f"{out}/{MANIFEST}")
+        published = current is None or current["business_date"] <= business_date
+    if published:
+        publish(accepted_rows(classified, spec), fs, out,
+                {**base, "dataset": out, "row_count": result["rows_accepted"]}, sort_by=["source_line"])
+    rej = rejects_path(spec.name, business_date)
+    publish(rejected_rows(classified, spec), fs, rej,
+            {**base, "dataset": rej, "row_count": result["rows_rejected"]}, sort_by=["line_number"])
+    return {"output_path": fs.uri(out), "published": published, "rejects_path": fs.uri(rej)}
+
+
+def _quarantine(fs: LakeFS, source: str, reason: str, line: int | None, run_id: str) -> dict:
+    """Move the file aside with a JSON reason next to it; never overwrite an earlier one."""
+    name = source.rsplit("/", 1)[-1]
+    target, n = f"quarantine/{name}", 1
+    while fs.exists(target):
+        n += 1
+        target = f"quarantine/{name}.{n}"
+    fs.move(source, target)
+    error = {
+        "file": source,
+        "reason": reason,
+        "line": line,
+        "quarantined_to": target,
+        "run_id": run_id,
+        "detected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    fs.write_json(f"{target}.reason.json", error)
+    return error
+
+
+if __name__ == "__main__":
+    main(run, add_arguments)
