@@ -7,12 +7,21 @@ from pyspark.sql import functions as F
 
 D38_2 = "decimal(38,2)"
 KEYS = ["week_start", "store_key", "prod_key"]
-FACT_COLUMNS = [
-    "week_start", "week_end", "store_key", "prod_key",
-    "total_sales_qty", "total_sales_amt", "total_sales_cost", "avg_sales_price",
-    "eow_stock_on_hand_qty", "eow_stock_on_order_qty",
-    "no_stock_instances", "low_stock_instances", "total_low_stock_impact", "in_stock_pct",
-    "potential_low_stock_impact", "no_stock_impact", "weeks_of_supply",
+# Column order and SQL types of the fact (SPEC §3); Spark, DuckDB and the warehouse DDL share them.
+FACT_SCHEMA = [
+    ("week_start", "date"), ("week_end", "date"), ("store_key", "int"), ("prod_key", "int"),
+    ("total_sales_qty", D38_2), ("total_sales_amt", D38_2), ("total_sales_cost", D38_2),
+    ("avg_sales_price", "double"),
+    ("eow_stock_on_hand_qty", D38_2), ("eow_stock_on_order_qty", D38_2),
+    ("no_stock_instances", "int"), ("low_stock_instances", "int"), ("total_low_stock_impact", "int"),
+    ("in_stock_pct", "double"), ("potential_low_stock_impact", "double"),
+    ("no_stock_impact", D38_2), ("weeks_of_supply", "double"),
+]
+FACT_COLUMNS = [name for name, _ in FACT_SCHEMA]
+NON_NEGATIVE_MEASURES = [
+    "total_sales_qty", "total_sales_amt", "total_sales_cost", "eow_stock_on_hand_qty",
+    "eow_stock_on_order_qty", "no_stock_instances", "low_stock_instances",
+    "total_low_stock_impact", "potential_low_stock_impact", "no_stock_impact",
 ]
 
 

@@ -39,6 +39,10 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
         "spark.sql.sources.partitionColumnTypeInference.enabled": "true",
         "spark.sql.parquet.compression.codec": "snappy",
     }
+    if (master or "").startswith("local"):
+        # Nothing to reach from outside: keep the driver on the loopback interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        defaults.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
     for key, value in {**defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

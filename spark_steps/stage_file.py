@@ -20,7 +20,7 @@ from pyspark import StorageLevel
 from spark_steps.contract import CONTRACT
 from spark_steps.csv_parse import arrow_parser, output_schema
 from spark_steps.lakefs import MANIFEST, LakeFS
-from spark_steps.publish import publish
+from spark_steps.publish import publish, schema_of
 from spark_steps.runtime import StepFailed, main
 from spark_steps.validate import accepted_rows, classify, rejected_rows
 
@@ -47,6 +47,12 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
     name = source.rsplit("/", 1)[-1]
     result: dict = {"table": table, "business_date": business_date, "source": source, "run_id": run_id}
 
+    if not fs.exists(source):
+        raise StepFailed(f"{source}: file not found", {**result, "error": {"reason": "file not found"}})
+    if fs.size(source) == 0:  # Spark's file sources skip empty files, so say it here
+        error = _quarantine(fs, source, "empty file: no header row", None, run_id)
+        raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
+
     parsed = (
         spark.read.format("binaryFile").load(fs.uri(source))
         .mapInArrow(arrow_parser(spec), output_schema(spec))
@@ -54,8 +60,6 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
     )
     try:
         status = parsed.where("_line = 0").select("_raw", "_file_error").collect()
-        if not status:
-            raise StepFailed(f"{source}: file not found", {**result, "error": {"reason": "file not found"}})
         facts = json.loads(status[0]["_raw"])
         result["source_file"] = {"name": name, "size": facts["size"], "sha256": facts["sha256"]}
         if status[0]["_file_error"]:
@@ -94,13 +98,15 @@ def _publish(fs: LakeFS, spec, classified, result: dict, business_date: str) -> 
     if not spec.daily:
         current = fs.read_json(f"{out}/{MANIFEST}")
         published = current is None or current["business_date"] <= business_date
+    accepted = accepted_rows(classified, spec)
     if published:
-        publish(accepted_rows(classified, spec), fs, out,
+        publish(accepted, fs, out,
                 {**base, "dataset": out, "row_count": result["rows_accepted"]}, sort_by=["source_line"])
     rej = rejects_path(spec.name, business_date)
     publish(rejected_rows(classified, spec), fs, rej,
             {**base, "dataset": rej, "row_count": result["rows_rejected"]}, sort_by=["line_number"])
-    return {"output_path": fs.uri(out), "published": published, "rejects_path": fs.uri(rej)}
+    return {"output_path": fs.uri(out), "published": published, "rejects_path": fs.uri(rej),
+            "schema": schema_of(accepted)}
 
 
 def _quarantine(fs: LakeFS, source: str, reason: str, line: int | None, run_id: str) -> dict:

@@ -49,6 +49,8 @@ def generate(
         raise ValueError("scale must be > 0")
     if seed < 0:
         raise ValueError("seed must be >= 0")
+    if "://" in str(lake):
+        raise ValueError(f"generate() writes to a local directory, not {lake!r}")
     t0 = time.perf_counter()
     raw = Path(lake) / "raw"
     raw.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ from .rng import dim_rng
 
 SALES_ROWS_AT_SCALE_1 = 1_000_000
 MIN_SALES_ROWS = 2_000
-# Expected demand lines are slightly above the rows written: promotions lift demand,
-# stock-outs cut it. Measured correction so that rows/day ~ 1e6 * scale.
-_DEMAND_CORRECTION = 0.97
+# Expected lines differ from rows written: promotions and the December peak lift demand,
+# stock-outs cut it. Measured correction so that rows/day ~ 1e6 * scale averaged over a year.
+_DEMAND_CORRECTION = 1.066
 
 
 def n_stores(scale: float) -> int:
@@ -163,8 +163,12 @@ def _products(rng: np.random.Generator, n: int):
 
     vol_lo = np.array([x[10][0] if x[10] else np.nan for x in C])[cat]
     vol_hi = np.array([x[10][1] if x[10] else np.nan for x in C])[cat]
+    liquid = np.isin(sub_names[subcat], list(R.LIQUID_SUBCATEGORIES))
+    vol_lo = np.where(liquid, vol_lo, np.nan)
     vol_h = np.round((vol_lo + (vol_hi - vol_lo) * rng.random(n)) * 4) * 25  # quarter litres
+    # package weight in kg (hundredths): liquids ~ 1 kg/l plus packaging
     wgt_h = np.round(rng.lognormal(np.log(0.6), 0.7, n) * 100).clip(5, 2500)
+    wgt_h = np.where(np.isnan(vol_h), wgt_h, np.round(np.nan_to_num(vol_h) * (1.02 + 0.08 * rng.random(n)) + 3))
     pack = pc.if_else(
         pa.array(np.isnan(vol_h)),
         join_str(str_of(wgt_h.astype(np.int64) * 10), " g"),

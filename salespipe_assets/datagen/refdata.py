@@ -103,6 +103,11 @@ CATEGORIES = (
     ("Personal Care", ["Hair Care", "Oral Care", "Skin Care"],
      ["Pure Glow", "Bright Smile", "Aqua Vita"], (2.0, 20.0), (0.45, 0.70), 0.00, False, 0.04, 170, 0.15, (0.1, 1.0)),
 )
+# Subcategories sold by volume: they get `vol` (litres) from their category's range.
+LIQUID_SUBCATEGORIES = frozenset({
+    "Milk", "Yogurt", "Butter & Cream", "Soft Drinks", "Water", "Juice", "Ice Cream",
+    "Cleaning", "Laundry", "Hair Care", "Skin Care",
+})
 # Relative weight of each category in the product range.
 CATEGORY_WEIGHT = (14, 10, 6, 9, 5, 11, 9, 5, 8, 12, 6, 5)
 

@@ -23,8 +23,12 @@ from .demand import DayDemand, day_demand, expected_lines, expected_waste_h
 from .dims import World
 from .rng import hash_u01
 
-_COVER = 21
-COVER_LOW, COVER_SPAN = 0.8, 1.0  # coverage ~ 0.8 + 1.0 * U**1.6
+_COVER, _SHORT = 21, 22
+# coverage of the cycle's expected demand: 0.75 + 0.9 U, except short deliveries
+COVER_LOW, COVER_SPAN, COVER_SKEW = 0.75, 0.9, 1.0
+SHORT_SHARE = 0.06  # cycles with a short delivery: coverage 0.2-0.6
+# safety stock: one average day of demand plus one standard deviation of the cycle's demand
+SAFETY_DAYS, SAFETY_SD = 1.0, 1.0
 
 
 @dataclass
@@ -58,9 +62,12 @@ def _order_up_to(world: World, cycle: np.ndarray, start: np.ndarray) -> np.ndarr
         inside = j < world.period
         exp_h += np.where(inside, expected_lines(world, start + j) * world.mean_qty_h + expected_waste_h(world), 0.0)
     u = hash_u01(world.seed, _COVER, pair_id, cycle)
-    cover = COVER_LOW + COVER_SPAN * u ** 1.6
+    cover = COVER_LOW + COVER_SPAN * u ** COVER_SKEW
+    short = hash_u01(world.seed, _SHORT, pair_id, cycle)
+    cover = np.where(short < SHORT_SHARE, 0.2 + 0.4 * short / SHORT_SHARE, cover)
+    safety = SAFETY_DAYS * exp_h / world.period + SAFETY_SD * np.sqrt(exp_h * world.mean_qty_h)
     step = np.where(world.weighed[world.pair_prod], 50, 100)  # 0.5 kg or whole units
-    level = np.ceil(cover * exp_h / step) * step
+    level = np.ceil((cover * exp_h + safety) / step) * step
     return np.maximum(world.min_stock_h, level).astype(np.int64)
 
 

@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Each installs what is missing first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Re-install whenever the declared dependencies change.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+LAKE   ?= data/lake
+DEMO_START ?= 2024-01-07
+DEMO_DAYS  ?= 28
+DEMO_SCALE ?= 0.01
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install run test dev clean help
+
+help:
+	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
+	@echo "make test   run the test suite"
+	@echo "make clean  remove data/, .dagster_home/ and the venv"
+
+$(STAMP): pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17+ is required for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+run: install
+	@test -d $(LAKE)/raw || $(BIN)/salespipe generate --lake $(LAKE) --start $(DEMO_START) --days $(DEMO_DAYS) --scale $(DEMO_SCALE)
+	$(BIN)/salespipe run --lake $(LAKE)
+	@echo
+	@echo "Query it:    $(BIN)/salespipe query --lake $(LAKE) 'SELECT week_start, sum(total_sales_amt) FROM weekly_sales_inventory GROUP BY 1 ORDER BY 1'"
+	@echo "Open the UI: DAGSTER_HOME=$(DAGSTER_HOME) SALESPIPE_LAKE=$(CURDIR)/$(LAKE) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000"
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf data .dagster_home $(VENV)

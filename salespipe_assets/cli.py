@@ -1,0 +1,149 @@
+"""The ``salespipe`` command.
+
+Errors are one line and a non-zero exit; ``--debug`` shows the traceback. Modules that
+build the asset graph are imported only after the environment is set from the options,
+because the partitions and resources are read from it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from salespipe_assets.settings import DEFAULT_PARTITION_START, PROJECT_ROOT
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    src = PROJECT_ROOT / "dagster.yaml"
+    if src.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(src, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _configure(lake: str, warehouse: str | None, spark_master: str | None) -> None:
+    """Point the environment at this lake and make the partitions cover its days."""
+    from salespipe_assets.resources.lake import LocalLake
+
+    lake = str(Path(lake).resolve()) if not lake.startswith("s3://") else lake
+    os.environ["SALESPIPE_LAKE"] = lake
+    if warehouse:
+        os.environ["SALESPIPE_WAREHOUSE"] = str(Path(warehouse).resolve())
+    if spark_master:
+        os.environ["SALESPIPE_SPARK_MASTER"] = spark_master
+    days = sorted(LocalLake(root=lake).scan_landing().days) if not lake.startswith("s3://") else []
+    if days:
+        first = dt.date.fromisoformat(days[0])
+        sunday = first - dt.timedelta(days=first.isoweekday() % 7)
+        start = os.environ.get("SALESPIPE_PARTITION_START", DEFAULT_PARTITION_START)
+        if sunday.isoformat() < start:
+            os.environ["SALESPIPE_PARTITION_START"] = sunday.isoformat()
+        last = dt.date.fromisoformat(days[-1])
+        if last >= dt.date.today() and not os.environ.get("SALESPIPE_PARTITION_END"):
+            os.environ["SALESPIPE_PARTITION_END"] = (last + dt.timedelta(days=14 - last.isoweekday() % 7)).isoformat()
+    _dagster_home()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """salespipe: weekly sales & inventory analytics on Dagster and Spark."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--lake", required=True, type=click.Path(file_okay=False), help="Lake directory to write raw/ into.")
+@click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First business day, YYYY-MM-DD.")
+@click.option("--days", required=True, type=click.IntRange(min=1), help="Number of business days.")
+@click.option("--scale", default=0.01, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="1 is about 1M sales rows per day.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Random seed; same arguments, same bytes.")
+def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) -> None:
+    """Write synthetic daily landing files (SPEC §1) into LAKE/raw/."""
+    from salespipe_assets.datagen import generate as run_generate
+
+    report = run_generate(lake, start.date(), days, scale=scale, seed=seed, progress=True)
+    click.echo(f"wrote {report.get('files', days * 5)} files into {Path(lake) / 'raw'}")
+
+
+@cli.command()
+@click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix).")
+@click.option("--warehouse", default=None, help="Warehouse DuckDB file [default: LAKE/warehouse.duckdb].")
+@click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool) -> None:
+    """Materialize every complete new day in the lake, and its week, up to the warehouse."""
+    _configure(lake, warehouse, spark_master)
+    import dagster as dg
+
+    from salespipe_assets.definitions import build_definitions
+    from salespipe_assets.runner import format_summary, run_lake
+    from salespipe_assets.settings import Settings
+
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    with dg.DagsterInstance.get() as instance:
+        summary = run_lake(defs, instance, defs.resources["lake"], progress=not quiet)
+    click.echo(format_summary(summary, settings.lake))
+    for error in summary.all_errors():
+        click.echo(f"ERROR {error}", err=True)
+    if not summary.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--lake", required=True, help="Lake directory whose catalog to query.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.argument("sql")
+def query(lake: str, fmt: str, sql: str) -> None:
+    """Run SQL against the catalog tables (DuckDB locally), e.g. 'SELECT count(*) FROM weekly_sales_inventory'."""
+    _configure(lake, None, None)
+    import duckdb
+
+    from salespipe_assets.settings import Settings
+
+    catalog = Settings.from_env().catalog
+    if not Path(catalog).exists():
+        raise click.ClickException(f"no catalog at {catalog}: run 'salespipe run --lake {lake}' first")
+    with duckdb.connect(catalog, read_only=True) as con:
+        rel = con.sql(sql)
+        if rel is None:
+            return
+        if fmt == "table":
+            rel.show(max_rows=100, max_width=200)
+        elif fmt == "csv":
+            df = rel.df()
+            click.echo(df.to_csv(index=False), nl=False)
+        else:
+            click.echo(rel.df().to_json(orient="records", date_format="iso"))
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # one clear line unless --debug
+        if debug:
+            raise
+        click.echo(f"error: {exc.__class__.__name__}: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

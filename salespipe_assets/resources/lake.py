@@ -1,0 +1,155 @@
+"""The lake as a resource: where datasets live and what has landed.
+
+``Lake`` is the interface the assets and the sensor use; ``LocalLake`` is a directory.
+Rows never pass through here: Spark and DuckDB read the paths it hands out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import dagster as dg
+
+from spark_steps.contract import LANDING_NAME, TABLES
+from spark_steps.lakefs import MANIFEST, LakeFS
+
+_CANDIDATE_NAME = re.compile(r"^(?P<table>" + "|".join(TABLES) + r")_(?P<date>[^/]*?)\.csv(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    rel: str  # path relative to the lake root, e.g. raw/sales_2024-01-07.csv.gz
+    size: int
+    fingerprint: str  # content checksum (local) or ETag (S3)
+
+
+@dataclass
+class DayFiles:
+    day: str
+    files: dict[str, LandedFile] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[str]:
+        return [t for t in TABLES if t not in self.files]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.problems
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any of the day's five files changes content."""
+        joined = "|".join(f"{t}:{self.files[t].fingerprint}" for t in TABLES if t in self.files)
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+@dataclass
+class LandingScan:
+    days: dict[str, DayFiles]
+    bad_names: dict[str, str]  # rel path -> why it cannot be a landed file
+
+    @property
+    def complete_days(self) -> list[DayFiles]:
+        return [d for _, d in sorted(self.days.items()) if d.complete]
+
+    @property
+    def incomplete_days(self) -> list[DayFiles]:
+        return [d for _, d in sorted(self.days.items()) if not d.complete]
+
+
+def _valid_date(text: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
+
+
+class Lake(dg.ConfigurableResource):
+    """A lake rooted at ``root``; subclasses say how objects are listed and fingerprinted."""
+
+    root: str
+
+    @cached_property
+    def fs(self) -> LakeFS:
+        return LakeFS(self.root)
+
+    def uri(self, rel: str) -> str:
+        """Where Spark and DuckDB find ``rel``."""
+        return self.fs.uri(rel)
+
+    def list_landed(self) -> list[LandedFile]:
+        raise NotImplementedError
+
+    def read_manifest(self, dataset_rel: str) -> dict | None:
+        return self.fs.read_json(f"{dataset_rel}/{MANIFEST}")
+
+    def scan_landing(self) -> LandingScan:
+        days: dict[str, DayFiles] = {}
+        bad: dict[str, str] = {}
+        for f in self.list_landed():
+            name = f.rel.rsplit("/", 1)[-1]
+            m = _CANDIDATE_NAME.match(name)
+            if not m:
+                continue  # not a landing file at all (README, _SUCCESS, ...): left alone
+            table, date = m.group("table"), m.group("date")
+            if not _valid_date(date) or not LANDING_NAME.match(name):
+                bad[f.rel] = f"the date in the file name, {date!r}, is not a valid YYYY-MM-DD date"
+                continue
+            day = days.setdefault(date, DayFiles(date))
+            if table in day.files:
+                day.problems.append(f"two files for {table}: {day.files[table].rel} and {f.rel}")
+            else:
+                day.files[table] = f
+        return LandingScan(days=days, bad_names=bad)
+
+    def day_files(self, day: str) -> DayFiles:
+        return self.scan_landing().days.get(day, DayFiles(day))
+
+    def quarantine(self, rel: str, reason: str) -> str:
+        """Move a landed file aside with a JSON reason; return where it went."""
+        name = rel.rsplit("/", 1)[-1]
+        target, n = f"quarantine/{name}", 1
+        while self.fs.exists(target):
+            n += 1
+            target = f"quarantine/{name}.{n}"
+        self.fs.move(rel, target)
+        self.fs.write_json(f"{target}.reason.json", {
+            "file": rel, "reason": reason, "quarantined_to": target,
+            "detected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return target
+
+
+_checksums: dict[tuple[str, int, int], str] = {}
+
+
+class LocalLake(Lake):
+    """A directory. Fingerprints are SHA-256 of the content, cached per (path, size, mtime)."""
+
+    def list_landed(self) -> list[LandedFile]:
+        raw = Path(self.fs.path("raw"))
+        if not raw.is_dir():
+            return []
+        out = []
+        for p in sorted(raw.iterdir()):
+            if not p.is_file():
+                continue
+            st = p.stat()
+            key = (str(p), st.st_size, st.st_mtime_ns)
+            if key not in _checksums:
+                h = hashlib.sha256()
+                with p.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                _checksums[key] = h.hexdigest()
+            out.append(LandedFile(rel=f"raw/{p.name}", size=st.st_size, fingerprint=_checksums[key]))
+        return out

@@ -1,0 +1,165 @@
+"""``salespipe run``: materialize every complete, new business day and the weeks it touches.
+
+What has been done is read from the Dagster instance itself: a day is done when a
+successful ``daily_job`` run for it carries the same content fingerprint (so a re-sent
+file with new content runs its day again and an unchanged lake recomputes nothing); a
+week is rebuilt when one of its days ran after the week's last successful build.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+from tqdm import tqdm
+
+from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
+from salespipe_assets.resources.lake import Lake
+
+FINGERPRINT_TAG = "salespipe/fingerprint"
+PARTITION_TAG = "dagster/partition"
+
+
+@dataclass
+class RunOutcome:
+    partition: str
+    run_id: str
+    ok: bool
+    errors: list[str] = field(default_factory=list)
+    metadata: dict[str, dict] = field(default_factory=dict)  # asset key -> metadata values
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Summary:
+    days: list[RunOutcome] = field(default_factory=list)
+    weeks: list[RunOutcome] = field(default_factory=list)
+    unchanged_days: list[str] = field(default_factory=list)
+    incomplete: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(o.ok for o in self.days + self.weeks)
+
+    def all_errors(self) -> list[str]:
+        return self.errors + [e for o in self.days + self.weeks for e in o.errors]
+
+
+def _latest_run(instance: dg.DagsterInstance, job: str, partition: str, success_only: bool):
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=job, tags={PARTITION_TAG: partition},
+                   statuses=[dg.DagsterRunStatus.SUCCESS] if success_only else None),
+        limit=1,
+    )
+    return records[0] if records else None
+
+
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, tags: dict) -> RunOutcome:
+    result = job.execute_in_process(partition_key=partition, instance=instance, tags=tags, raise_on_error=False)
+    outcome = RunOutcome(partition=partition, run_id=result.run_id, ok=result.success)
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            outcome.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            data = event.event_specific_data
+            described = data.user_failure_data.description if data.user_failure_data else None
+            outcome.errors.append(described or data.error.message.strip().splitlines()[-1])
+    for stat in instance.get_run_step_stats(result.run_id):
+        if stat.start_time and stat.end_time:
+            outcome.step_seconds[stat.step_key] = stat.end_time - stat.start_time
+    return outcome
+
+
+def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:
+    summary = Summary()
+    scan = lake.scan_landing()
+    for rel, reason in scan.bad_names.items():
+        target = lake.quarantine(rel, reason)
+        summary.errors.append(f"{rel}: {reason} (moved to {target})")
+    for day in scan.incomplete_days:
+        summary.incomplete[day.day] = [f"missing {t}" for t in day.missing] + day.problems
+
+    valid_days = set(daily_partitions.get_partition_keys())
+    todo = []
+    for day in scan.complete_days:
+        if day.day not in valid_days:
+            summary.errors.append(f"business day {day.day} is outside the partition range; "
+                                  "set SALESPIPE_PARTITION_START/END")
+            continue
+        done = _latest_run(instance, "daily_job", day.day, success_only=True)
+        if done and done.dagster_run.tags.get(FINGERPRINT_TAG) == day.fingerprint:
+            summary.unchanged_days.append(day.day)
+        else:
+            todo.append(day)
+
+    daily_job = defs.resolve_job_def("daily_job")
+    for day in tqdm(todo, desc="days", unit="day", disable=not progress or not todo):
+        summary.days.append(_execute(daily_job, instance, day.day, {
+            FINGERPRINT_TAG: day.fingerprint, "salespipe/trigger": "cli"}))
+
+    weekly_job = defs.resolve_job_def("weekly_job")
+    weeks = _weeks_to_build(instance, {week_of(d) for d in [*summary.unchanged_days, *(o.partition for o in summary.days)]})
+    valid_weeks = set(weekly_partitions.get_partition_keys())
+    for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
+        if week not in valid_weeks:
+            summary.errors.append(f"week {week} is outside the partition range")
+            continue
+        summary.weeks.append(_execute(weekly_job, instance, week, {"salespipe/trigger": "cli"}))
+    return summary
+
+
+def _weeks_to_build(instance: dg.DagsterInstance, weeks: set[str]) -> list[str]:
+    """Weeks with a day that ran (successfully or not) after the week's last good build."""
+    out = []
+    for week in sorted(weeks):
+        built = _latest_run(instance, "weekly_job", week, success_only=True)
+        built_at = built.end_time if built else None
+        sunday = dt.date.fromisoformat(week)
+        for i in range(7):
+            day_run = _latest_run(instance, "daily_job", (sunday + dt.timedelta(days=i)).isoformat(), False)
+            if day_run and day_run.end_time and (built_at is None or day_run.end_time > built_at):
+                out.append(week)
+                break
+    return out
+
+
+def format_summary(summary: Summary, lake_root: str) -> str:
+    lines = [f"salespipe run — lake {lake_root}"]
+    ok_days = [o for o in summary.days if o.ok]
+    lines.append(
+        f"  days processed: {len(summary.days)} ({len(ok_days)} ok, {len(summary.days) - len(ok_days)} failed); "
+        f"unchanged: {len(summary.unchanged_days)}; incomplete: {len(summary.incomplete)}"
+    )
+    for day, problems in sorted(summary.incomplete.items()):
+        lines.append(f"    incomplete {day}: {'; '.join(problems)}")
+    accepted: dict[str, int] = defaultdict(int)
+    rejected: dict[str, int] = defaultdict(int)
+    for o in summary.days:
+        for key, meta in o.metadata.items():
+            if "rows_accepted" in meta:
+                accepted[key] += meta["rows_accepted"]
+                rejected[key] += meta["rows_rejected"]
+    if accepted:
+        lines.append("  rows accepted / rejected:")
+        for key in sorted(accepted):
+            lines.append(f"    {key:<18} {accepted[key]:>12,} / {rejected[key]:,}")
+    ok_weeks = [o for o in summary.weeks if o.ok]
+    lines.append(f"  weeks built: {len(summary.weeks)} ({len(ok_weeks)} ok)")
+    for o in summary.weeks:
+        rows = o.metadata.get("weekly_sales_inventory", {}).get("dagster/row_count")
+        loaded = o.metadata.get("warehouse/weekly_sales_inventory", {}).get("dagster/row_count")
+        lines.append(f"    week {o.partition}: fact rows {rows if rows is not None else '-'}, "
+                     f"warehouse rows {loaded if loaded is not None else '-'}")
+    seconds: dict[str, float] = defaultdict(float)
+    for o in summary.days + summary.weeks:
+        for step, s in o.step_seconds.items():
+            seconds[step] += s
+    if seconds:
+        lines.append("  time per asset (all runs):")
+        for step, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {step:<36} {s:8.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Shared fixtures: one real local SparkSession for the whole test session, and
+helpers that write hand-built landing files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from spark_steps.contract import CONTRACT
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from salespipe_assets.resources.spark import SparkRuntime
+
+    # The same session the Dagster resource will get (getOrCreate): one JVM per test run.
+    session = SparkRuntime(conf={"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "2"}).session()
+    yield session
+    session.stop()
+
+
+def write_landing(lake: Path, table: str, day: str, rows: list[str], *, header: str | None = None,
+                  gz: bool = False) -> str:
+    """Write raw/<table>_<day>.csv[.gz] with the contract header (or ``header``) and rows;
+    return the path relative to the lake."""
+    raw = lake / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    name = f"{table}_{day}.csv" + (".gz" if gz else "")
+    text = (CONTRACT[table].header if header is None else header) + "\n" + "".join(r + "\n" for r in rows)
+    data = text.encode("utf-8")
+    (raw / name).write_bytes(gzip.compress(data) if gz else data)
+    return f"raw/{name}"
+
+
+def sales_row(trans_id, prod=10, store=100, day="2024-01-08", qty="1.00", amt="5.00", cost="3.00",
+              price="5.00", time="3600") -> str:
+    margin = "" if amt in ("", None) or cost in ("", None) else "0.00"
+    return f"{trans_id},{prod},{store},{day},{time},{qty},{price},{amt},0.00,{cost},{margin},0.50"
+
+
+def inventory_row(day="2024-01-08", store=100, prod=10, on_hand="5.00", on_order="2.00", oos="0",
+                  promo="false") -> str:
+    return f"{day},{store},{prod},{on_hand},{on_order},{oos},0.00,{promo},"
