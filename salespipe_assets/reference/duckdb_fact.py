@@ -10,9 +10,12 @@ Decisions where SPEC is silent (keep in step with the project docs):
   if it matches its type strictly (no surrounding spaces, no exponent, integers in
   range); decimals are rounded half away from zero to the column's scale, and the
   non-negative rule is judged on that rounded value (``-0.001`` reads as 0.00: accepted).
-* A line with the wrong number of fields, an unterminated quote (which swallows the rest
-  of the file, as in any CSV reader) or invalid UTF-8 is one rejected row. Blank lines
-  are not rows.
+* CSV is tokenized by pyarrow (strict field counts, quoted fields may hold commas and
+  newlines); every rule after that is SQL in DuckDB. A record with the wrong number of
+  fields (``a,b,c,`` included) is one rejected row; so is an unterminated quote, which
+  swallows the rest of the file as in any CSV reader. Blank lines are not rows.
+* Invalid UTF-8 anywhere in a file makes it a file-level error (SPEC §1: files are
+  UTF-8; "undecodable"), like a bad gzip.
 * The header must equal the contract's header byte for byte (after the line ending); a
   UTF-8 BOM or quoted column names make it a wrong header.
 * A name like ``sales_*.csv`` whose date part is not ``YYYY-MM-DD`` or not a calendar
@@ -23,6 +26,7 @@ Decisions where SPEC is silent (keep in step with the project docs):
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import gzip
 import uuid
@@ -30,7 +34,9 @@ import zlib
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from spark_steps.contract import CONTRACT, LANDING_NAME, Table
 
@@ -39,7 +45,6 @@ DAILY = ("sales", "inventory")
 INT_RE = r"^[+-]?[0-9]+$"
 DEC_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-NAME_DATE_RE = r"_([0-9]{4}-[0-9]{2}-[0-9]{2})\.csv(\.gz)?$"
 
 
 # ---------------------------------------------------------------- file level (§2)
@@ -54,11 +59,17 @@ def _file_error(path: Path, table: Table) -> str | None:
     except ValueError:
         return f"date in file name is not a calendar date: {m['date']}"
     opener = gzip.open if path.name.endswith(".gz") else open
+    utf8 = codecs.getincrementaldecoder("utf-8")()
     try:
         with opener(path, "rb") as f:
             first = f.readline()
-            while f.read(1 << 20):  # decompress everything: catches truncated gzip
-                pass
+            chunk = first
+            while chunk:  # read everything: catches truncated gzip and non-UTF-8 bytes
+                utf8.decode(chunk)
+                chunk = f.read(1 << 20)
+            utf8.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8: {exc}"
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
         return f"unreadable gzip: {exc}"
     if not first:
@@ -100,7 +111,8 @@ def _parsed(col: str, typ: str) -> str:
         sql_type = "INTEGER" if typ == "int" else "BIGINT"
         return f"CASE WHEN regexp_full_match({v}, '{INT_RE}') THEN TRY_CAST({v} AS {sql_type}) END"
     if typ.startswith("decimal"):
-        return f"CASE WHEN regexp_full_match({v}, '{DEC_RE}') THEN TRY_CAST({v} AS {typ.upper()}) END"
+        sql_type = typ.upper()  # decimal(p,s): rounds half away from zero to scale s
+        return f"CASE WHEN regexp_full_match({v}, '{DEC_RE}') THEN TRY_CAST({v} AS {sql_type}) END"
     if typ == "date":
         return f"CASE WHEN regexp_full_match({v}, '{DATE_RE}') THEN TRY_CAST({v} AS DATE) END"
     if typ == "boolean":
@@ -108,57 +120,89 @@ def _parsed(col: str, typ: str) -> str:
     return v  # string
 
 
-def _load(con: duckdb.DuckDBPyConnection, t: Table, paths: list[Path], p: str) -> None:
-    """Create {p}_raw_<t> (every parsed line, VARCHAR), {p}_bad_<t> (lines the CSV reader
-    rejected: wrong field count, bad quoting/encoding) and {p}_acc_<t> (accepted rows)."""
-    raw, bad, acc = f"{p}_raw_{t.name}", f"{p}_bad_{t.name}", f"{p}_acc_{t.name}"
+def _read_strings(path: Path, t: Table) -> tuple[pa.Table, int]:
+    """All fields of one (already checked) file as strings, in file order, and the number
+    of records the tokenizer refused (wrong number of fields, e.g. an unterminated quote)."""
+    refused = 0
+
+    def count_refused(_row) -> str:
+        nonlocal refused
+        refused += 1
+        return "skip"
+
+    def read(source, block_size: int = 1 << 20) -> pa.Table:
+        cols = t.column_names
+        return pacsv.read_csv(
+            source,  # a .gz name is decompressed by pyarrow
+            read_options=pacsv.ReadOptions(column_names=cols, skip_rows=1, block_size=block_size),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                             invalid_row_handler=count_refused),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in cols},
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True,
+            ),
+        )
+
+    try:
+        return read(path), refused
+    except pa.ArrowInvalid as exc:
+        if "straddl" not in str(exc):
+            raise
+    # A record longer than a block (e.g. an unterminated quote that runs to the end of the
+    # file): read the whole file as one block.
+    refused = 0
+    with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as f:
+        data = f.read()
+    return read(pa.BufferReader(data), block_size=len(data) + 1), refused
+
+
+def _load(con: duckdb.DuckDBPyConnection, t: Table, paths: list[Path], p: str,
+          errors: dict[str, str]) -> dict[str, int]:
+    """Create the temp table {p}_acc_<t> of accepted, typed rows (plus _file, _ord);
+    return {file name: rows read} (records parsed + records refused by the tokenizer).
+    A file the tokenizer cannot read at all goes to `errors` instead."""
     cols = t.column_names
-    if paths:
-        files = ", ".join("'" + str(x).replace("'", "''") + "'" for x in paths)
-        columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in cols) + "}"
-        # CTAS keeps file order (preserve_insertion_order), so rowid is the file order.
-        con.execute(f"""
-            CREATE TEMP TABLE {raw} AS
-            SELECT * EXCLUDE (filename), filename AS _path
-            FROM read_csv([{files}], columns = {columns}, header = true, auto_detect = false,
-                          delim = ',', quote = '"', escape = '"', filename = true,
-                          store_rejects = true, rejects_scan = '{p}_rs', rejects_table = '{p}_rt')
-        """)
-        con.execute(f"""
-            CREATE TEMP TABLE {bad} AS
-            SELECT s.file_path AS _path, count(DISTINCT e.line) AS n
-            FROM {p}_rt e JOIN {p}_rs s USING (scan_id, file_id) GROUP BY ALL
-        """)
-        con.execute(f"DROP TABLE {p}_rt; DROP TABLE {p}_rs")
-    else:
-        con.execute(f"CREATE TEMP TABLE {raw} AS SELECT "
-                    + ", ".join(f'NULL::VARCHAR AS "{c}"' for c in cols)
-                    + ", NULL::VARCHAR AS _path WHERE false")
-        con.execute(f"CREATE TEMP TABLE {bad} (_path VARCHAR, n BIGINT)")
+    parts, n_read = [], {}
+    for path in paths:
+        try:
+            table, refused = _read_strings(path, t)
+        except pa.ArrowInvalid as exc:
+            errors[path.name] = f"unreadable CSV: {exc}"
+            continue
+        n_read[path.name] = table.num_rows + refused
+        n, day = table.num_rows, LANDING_NAME.match(path.name)["date"]
+        parts.append(table.append_column("_file", pa.repeat(pa.scalar(path.name), n))
+                          .append_column("_day", pa.repeat(pa.scalar(day), n))
+                          .append_column("_ord", pa.array(np.arange(n, dtype=np.int64))))
+    schema = pa.schema([*((c, pa.string()) for c in cols),
+                        ("_file", pa.string()), ("_day", pa.string()), ("_ord", pa.int64())])
+    raw = f"{p}_raw_{t.name}"
+    con.register(raw, pa.concat_tables(parts) if parts else schema.empty_table())
 
     types = {c.name: c.type for c in t.columns}
-    parsed = ",\n".join(f'{_parsed(c, types[c])} AS "{c}"' for c in cols)
-    parses = " AND ".join(f'(r."{c}" IS NULL OR {_parsed(c, types[c])} IS NOT NULL)' for c in cols)
-    rules = [f'"{c}" IS NOT NULL' for c in t.required]
+    parsed = ",\n".join(f'r."{c}" AS "{c}__raw", {_parsed(c, types[c])} AS "{c}"' for c in cols)
+    rules = [f'("{c}__raw" IS NULL OR "{c}" IS NOT NULL)' for c in cols]  # non-empty parses
+    rules += [f'"{c}" IS NOT NULL' for c in t.required]
     rules += [f'("{c}" IS NULL OR "{c}" >= 0)' for c in t.non_negative]
     rules += [f'("{c}" IS NULL OR "{c}" IN (0, 1))' for c in t.flag_01]
-    rules += [f"\"{t.business_date_column}\" = regexp_extract(_path, '{NAME_DATE_RE}', 1)::DATE"]
+    rules += [f'"{t.business_date_column}" = _day::DATE']
     key = ", ".join(f'"{c}"' for c in t.unique_key)
     con.execute(f"""
-        CREATE TEMP TABLE {acc} AS
+        CREATE TEMP TABLE {p}_acc_{t.name} AS
         WITH typed AS (
-            SELECT r.rowid AS _ord, r._path, {parses} AS _parses,
-                   {parsed}
+            SELECT r._file, r._day, r._ord, {parsed}
             FROM {raw} r
         ),
         valid AS (  -- passes every rule but the duplicate one
-            SELECT * FROM typed WHERE _parses AND coalesce({" AND ".join(rules)}, false)
+            SELECT * FROM typed WHERE coalesce({" AND ".join(rules)}, false)
         ),
-        ranked AS (  -- first in file order per key is kept
-            SELECT *, row_number() OVER (PARTITION BY _path, {key} ORDER BY _ord) AS _nth FROM valid
+        ranked AS (  -- first in file order per key is kept, later repeats rejected
+            SELECT *, row_number() OVER (PARTITION BY _file, {key} ORDER BY _ord) AS _nth FROM valid
         )
-        SELECT * EXCLUDE (_parses, _nth) FROM ranked WHERE _nth = 1
+        SELECT _file, _ord, {", ".join(f'"{c}"' for c in cols)} FROM ranked WHERE _nth = 1
     """)
+    con.unregister(raw)
+    return n_read
 
 
 # ---------------------------------------------------------------- the fact (§3)
@@ -235,44 +279,39 @@ ORDER BY week_start, store_key, prod_key
 # ---------------------------------------------------------------- API
 
 def _run(raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None, want_fact: bool):
-    raw_dir = Path(raw_dir)
     own = con is None
     if own:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
     p = "_ref_" + uuid.uuid4().hex[:10]
-    order_setting = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
-    con.execute("SET preserve_insertion_order = true")
     try:
-        good, errors = _landing_files(raw_dir)
+        good, errors = _landing_files(Path(raw_dir))
+        n_read = {}
         for t in DAILY:
-            _load(con, CONTRACT[t], good[t], p)
+            n_read |= _load(con, CONTRACT[t], good[t], p, errors)
         if want_fact:
             return con.sql(FACT_SQL.format(p=p)).to_arrow_table()
-        counts: dict[str, dict] = {
-            name: {"read": 0, "accepted": 0, "rejected": 0, "error": reason}
-            for name, reason in errors.items()
-        }
-        for t in DAILY:
-            rows = con.execute(f"""
-                WITH paths AS (SELECT unnest($paths) AS _path),
-                     parsed AS (SELECT _path, count(*) AS n FROM {p}_raw_{t} GROUP BY ALL),
-                     accepted AS (SELECT _path, count(*) AS n FROM {p}_acc_{t} GROUP BY ALL)
-                SELECT _path, coalesce(parsed.n, 0) + coalesce(bad.n, 0), coalesce(accepted.n, 0)
-                FROM paths LEFT JOIN parsed USING (_path) LEFT JOIN {p}_bad_{t} bad USING (_path)
-                LEFT JOIN accepted USING (_path)
-            """, {"paths": [str(x) for x in good[t]]}).fetchall()
-            for path, n_read, n_acc in rows:
-                counts[Path(path).name] = {"read": n_read, "accepted": n_acc, "rejected": n_read - n_acc}
+        n_acc = dict(con.execute(f"""
+            SELECT _file, count(*) FROM {p}_acc_sales GROUP BY ALL
+            UNION ALL
+            SELECT _file, count(*) FROM {p}_acc_inventory GROUP BY ALL
+        """).fetchall())
+        counts = {name: {"read": 0, "accepted": 0, "rejected": 0, "error": reason}
+                  for name, reason in errors.items()}
+        for name, n in n_read.items():
+            acc = n_acc.get(name, 0)
+            counts[name] = {"read": n, "accepted": acc, "rejected": n - acc}
         return dict(sorted(counts.items()))
     finally:
         if own:
             con.close()
         else:
             for t in DAILY:
-                for kind in ("raw", "bad", "acc"):
-                    con.execute(f"DROP TABLE IF EXISTS {p}_{kind}_{t}")
-            con.execute(f"SET preserve_insertion_order = {order_setting}")
+                con.execute(f"DROP TABLE IF EXISTS {p}_acc_{t}")
+                try:
+                    con.unregister(f"{p}_raw_{t}")  # only left over after an error
+                except duckdb.Error:
+                    pass
 
 
 def reference_fact(raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
@@ -280,7 +319,9 @@ def reference_fact(raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None = 
     return _run(raw_dir, con, want_fact=True)
 
 
-def reference_counts(raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, dict]:
+def reference_counts(
+    raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None = None
+) -> dict[str, dict]:
     """{file name: {"read", "accepted", "rejected"}} for every sales/inventory file in
     raw_dir; files refused at file level have zero counts and an "error" reason."""
     return _run(raw_dir, con, want_fact=False)
