@@ -10,7 +10,6 @@ from salespipe_assets.assets.fact import weekly_sales_inventory
 from salespipe_assets.assets.landing import raw_landing
 from salespipe_assets.assets.staging import stage_day
 from salespipe_assets.assets.warehouse import warehouse_dimensions, warehouse_weekly_sales_inventory
-from salespipe_assets.partitions import daily_partitions, weekly_partitions
 
 DAILY_ASSETS = [raw_landing, stage_day, catalog_daily_tables, warehouse_dimensions]
 WEEKLY_ASSETS = [weekly_sales_inventory, catalog_weekly_sales_inventory, warehouse_weekly_sales_inventory]
@@ -18,12 +17,10 @@ WEEKLY_ASSETS = [weekly_sales_inventory, catalog_weekly_sales_inventory, warehou
 daily_job = dg.define_asset_job(
     "daily_job",
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
-    partitions_def=daily_partitions,
     description="Register, validate and stage one business day; refresh the dimensions.",
 )
 weekly_job = dg.define_asset_job(
     "weekly_job",
     selection=dg.AssetSelection.assets(*WEEKLY_ASSETS),
-    partitions_def=weekly_partitions,
     description="Build one week of the fact, register it in the catalog, load the warehouse.",
 )

@@ -28,7 +28,7 @@ class SparkRuntime(dg.ConfigurableResource):
     def run_step(self, context: dg.AssetExecutionContext, step: str, **args) -> dict:
         module = importlib.import_module(f"spark_steps.{step}")
         try:
-            return module.run(self.session(), run_id=context.run_id, **args)
+            return module.run(self.session(), run_id=context.run.run_id, **args)
         except StepFailed as exc:
             error = exc.result.get("error", {})
             raise dg.Failure(
