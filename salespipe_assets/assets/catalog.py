@@ -1,22 +1,23 @@
-"""Catalog entries: the curated datasets as queryable tables (DuckDB views locally)."""
-
+"""Catalog entries: the curated datasets as queryable tables (DuckDB views locally, Glue in AWS)."""
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from salespipe_assets.assets.fact import FACT_KEY
 from salespipe_assets.assets.staging import staged_key
-from salespipe_assets.catalog import FACT_VIEW, refresh_views
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
-from salespipe_assets.resources import Lake
-from salespipe_assets.sql import date_literal, identifier
-from spark_steps.contract import DAILY_TABLES, SNAPSHOT_TABLES
+from salespipe_assets.resources import Catalog, Lake
+from salespipe_assets.resources.catalog import DAILY_CATALOG_TABLES, FACT_TABLE
+from spark_steps.contract import DAILY_TABLES, SNAPSHOT_TABLES, TABLES
 
-CATALOG_FACT_KEY = dg.AssetKey(["catalog", FACT_VIEW])
+CATALOG_FACT_KEY = dg.AssetKey(["catalog", FACT_TABLE])
 
 
 def catalog_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["catalog", table])
+
+
+def _catalog_table(table: str) -> str:
+    return table if table in SNAPSHOT_TABLES else f"staged_{table}"
 
 
 @dg.asset(
@@ -25,18 +26,11 @@ def catalog_key(table: str) -> dg.AssetKey:
     partitions_def=weekly_partitions,
     deps=[FACT_KEY],
     kinds={"duckdb"},
-    description="The fact as a catalog table over its Parquet partitions (DuckDB view locally).",
+    description="The fact as a catalog table over its Parquet partitions; each week a partition.",
 )
-def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: DuckDBResource):
-    week = context.partition_key
-    with catalog.get_connection() as con:
-        visible = refresh_views(con, lake.fs.path(""), only=[FACT_VIEW])
-        week_rows = con.execute(
-            f"SELECT count(*) FROM {identifier(FACT_VIEW)} WHERE week_start = {date_literal(week)}"
-        ).fetchone()[0]
-    return dg.MaterializeResult(metadata={
-        "table": FACT_VIEW, "rows_in_week": week_rows, "rows_total": visible.get(FACT_VIEW, 0),
-    })
+def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog):
+    visible = catalog.register_fact_week(lake, context.partition_key)
+    return dg.MaterializeResult(metadata={"table": FACT_TABLE, **visible})
 
 
 @dg.multi_asset(
@@ -44,19 +38,15 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
     partitions_def=daily_partitions,
     specs=[
         dg.AssetSpec(catalog_key(t), group_name="catalog", deps=[staged_key(t)], kinds={"duckdb"},
-                     description=f"`{t}` as a catalog table.")
+                     description=f"`{_catalog_table(t)}` (and `rejects_{t}`) as catalog tables.")
         for t in SNAPSHOT_TABLES + DAILY_TABLES
     ],
 )
-def catalog_daily_tables(context: dg.AssetExecutionContext, lake: Lake, catalog: DuckDBResource):
+def catalog_daily_tables(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog):
     """Dimensions, staged tables and their rejects as catalog tables."""
-    with catalog.get_connection() as con:
-        visible = refresh_views(con, lake.fs.path(""), only=[
-            *SNAPSHOT_TABLES, *[f"staged_{t}" for t in DAILY_TABLES],
-            *[f"rejects_{t}" for t in SNAPSHOT_TABLES + DAILY_TABLES],
-        ])
+    visible = catalog.register_tables(lake, DAILY_CATALOG_TABLES)
     for t in SNAPSHOT_TABLES + DAILY_TABLES:
-        view = t if t in SNAPSHOT_TABLES else f"staged_{t}"
         yield dg.MaterializeResult(asset_key=catalog_key(t), metadata={
-            "table": view, "rows": visible.get(view, 0), "rejects_rows": visible.get(f"rejects_{t}", 0),
+            "table": _catalog_table(t), "rows": visible.get(_catalog_table(t), 0),
+            "rejects_rows": visible.get(f"rejects_{t}", 0),
         })

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dagster_duckdb import DuckDBResource
-
+from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
 from salespipe_assets.resources.lake import Lake, LocalLake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
 from salespipe_assets.resources.spark import SparkRuntime
+from salespipe_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from salespipe_assets.settings import Settings
 
-__all__ = ["Lake", "LocalLake", "QueryEngine", "DuckDBQueryEngine", "SparkRuntime", "resources_for"]
+__all__ = [
+    "Catalog", "DuckDBCatalog", "Lake", "LocalLake", "QueryEngine", "DuckDBQueryEngine",
+    "SparkRuntime", "Warehouse", "DuckDBWarehouse", "resources_for",
+]
 
 
 def resources_for(settings: Settings) -> dict:
@@ -18,8 +21,8 @@ def resources_for(settings: Settings) -> dict:
             "lake": LocalLake(root=settings.lake),
             "spark": SparkRuntime(master=settings.spark_master),
             "query": DuckDBQueryEngine(),
-            "catalog": DuckDBResource(database=settings.catalog),
-            "warehouse": DuckDBResource(database=settings.warehouse),
+            "catalog": DuckDBCatalog(database=settings.catalog),
+            "warehouse": DuckDBWarehouse(database=settings.warehouse),
         }
     raise NotImplementedError(
         "SALESPIPE_ENV=aws needs the S3 lake, EMR, Glue/Athena and Snowflake resources "
