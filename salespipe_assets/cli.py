@@ -71,7 +71,8 @@ def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) 
     from salespipe_assets.datagen import generate as run_generate
 
     report = run_generate(lake, start.date(), days, scale=scale, seed=seed, progress=True)
-    click.echo(f"wrote {report.get('files', days * 5)} files into {Path(lake) / 'raw'}")
+    rows = ", ".join(f"{table} {n:,}" for table, n in report["rows"].items())
+    click.echo(f"wrote {len(report['files'])} files into {Path(lake) / 'raw'} in {report['seconds']:.1f} s ({rows} rows)")
 
 
 @cli.command()
