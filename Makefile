@@ -15,6 +15,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 help:
 	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
 	@echo "make test   run the test suite"
+	@echo "make dev    Dagster UI + daemon on 127.0.0.1:3000 over data/lake (sensor on)"
 	@echo "make clean  remove data/, .dagster_home/ and the venv"
 
 $(STAMP): pyproject.toml
@@ -31,10 +32,13 @@ run: install
 	$(BIN)/salespipe run --lake $(LAKE)
 	@echo
 	@echo "Query it:    $(BIN)/salespipe query --lake $(LAKE) 'SELECT week_start, sum(total_sales_amt) FROM weekly_sales_inventory GROUP BY 1 ORDER BY 1'"
-	@echo "Open the UI: DAGSTER_HOME=$(DAGSTER_HOME) SALESPIPE_LAKE=$(CURDIR)/$(LAKE) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000"
+	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
 test: install
 	$(BIN)/python -m pytest
+
+dev: install
+	$(BIN)/salespipe dev --lake $(LAKE)
 
 clean:
 	rm -rf data .dagster_home $(VENV)

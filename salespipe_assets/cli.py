@@ -101,6 +101,25 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 
 
 @cli.command()
+@click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix) the sensor watches.")
+@click.option("--warehouse", default=None, help="Warehouse DuckDB file [default: LAKE/warehouse.duckdb].")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
+@click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
+              help="Seconds between landing-sensor ticks [default: 30].")
+def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:
+    """Start the Dagster UI and daemon on 127.0.0.1 (sensors on) with a project-local DAGSTER_HOME."""
+    _configure(lake, warehouse, spark_master)
+    if sensor_interval:
+        os.environ["SALESPIPE_SENSOR_INTERVAL"] = str(sensor_interval)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    click.echo(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    # exec: dagster dev then owns the terminal and shuts its webserver and daemon down on Ctrl-C
+    os.execv(dagster, [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+                       "-h", "127.0.0.1", "-p", str(port)])
+
+
+@cli.command()
 @click.option("--lake", required=True, help="Lake directory whose catalog to query.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.argument("sql")

@@ -6,6 +6,7 @@ import dagster as dg
 
 from salespipe_assets.jobs import DAILY_ASSETS, WEEKLY_ASSETS, daily_job, weekly_job
 from salespipe_assets.resources import resources_for
+from salespipe_assets.sensors import sensors
 from salespipe_assets.settings import Settings
 
 
@@ -14,6 +15,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*DAILY_ASSETS, *WEEKLY_ASSETS],
         jobs=[daily_job, weekly_job],
+        sensors=sensors,
         resources=resources_for(settings),
         # One process per run: every Spark asset of a run shares one SparkSession.
         executor=dg.in_process_executor,

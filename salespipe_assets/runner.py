@@ -17,9 +17,8 @@ from tqdm import tqdm
 
 from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
 from salespipe_assets.resources.lake import Lake
+from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, latest_run
 
-FINGERPRINT_TAG = "salespipe/fingerprint"
-PARTITION_TAG = "dagster/partition"
 
 
 @dataclass
@@ -46,15 +45,6 @@ class Summary:
 
     def all_errors(self) -> list[str]:
         return self.errors + [e for o in self.days + self.weeks for e in o.errors]
-
-
-def _latest_run(instance: dg.DagsterInstance, job: str, partition: str, success_only: bool):
-    records = instance.get_run_records(
-        dg.RunsFilter(job_name=job, tags={PARTITION_TAG: partition},
-                   statuses=[dg.DagsterRunStatus.SUCCESS] if success_only else None),
-        limit=1,
-    )
-    return records[0] if records else None
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, tags: dict) -> RunOutcome:
@@ -90,25 +80,24 @@ def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, pro
             summary.errors.append(f"business day {day.day} is outside the partition range; "
                                   "set SALESPIPE_PARTITION_START/END")
             continue
-        done = _latest_run(instance, "daily_job", day.day, success_only=True)
-        if done and done.dagster_run.tags.get(FINGERPRINT_TAG) == day.fingerprint:
+        if day_done(instance, day.day, day.fingerprint):
             summary.unchanged_days.append(day.day)
         else:
             todo.append(day)
 
-    daily_job = defs.resolve_job_def("daily_job")
+    daily_job = defs.resolve_job_def(DAILY_JOB)
     for day in tqdm(todo, desc="days", unit="day", disable=not progress or not todo):
         summary.days.append(_execute(daily_job, instance, day.day, {
-            FINGERPRINT_TAG: day.fingerprint, "salespipe/trigger": "cli"}))
+            FINGERPRINT_TAG: day.fingerprint, TRIGGER_TAG: "cli"}))
 
-    weekly_job = defs.resolve_job_def("weekly_job")
+    weekly_job = defs.resolve_job_def(WEEKLY_JOB)
     weeks = _weeks_to_build(instance, {week_of(d) for d in [*summary.unchanged_days, *(o.partition for o in summary.days)]})
     valid_weeks = set(weekly_partitions.get_partition_keys())
     for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
         if week not in valid_weeks:
             summary.errors.append(f"week {week} is outside the partition range")
             continue
-        summary.weeks.append(_execute(weekly_job, instance, week, {"salespipe/trigger": "cli"}))
+        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: "cli"}))
     return summary
 
 
@@ -116,11 +105,11 @@ def _weeks_to_build(instance: dg.DagsterInstance, weeks: set[str]) -> list[str]:
     """Weeks with a day that ran (successfully or not) after the week's last good build."""
     out = []
     for week in sorted(weeks):
-        built = _latest_run(instance, "weekly_job", week, success_only=True)
+        built = latest_run(instance, WEEKLY_JOB, week, [dg.DagsterRunStatus.SUCCESS])
         built_at = built.end_time if built else None
         sunday = dt.date.fromisoformat(week)
         for i in range(7):
-            day_run = _latest_run(instance, "daily_job", (sunday + dt.timedelta(days=i)).isoformat(), False)
+            day_run = latest_run(instance, DAILY_JOB, (sunday + dt.timedelta(days=i)).isoformat())
             if day_run and day_run.end_time and (built_at is None or day_run.end_time > built_at):
                 out.append(week)
                 break

@@ -90,7 +90,7 @@ def _read(spark, fs: LakeFS, parts: list[str], table: str):
     schema = T.StructType([T.StructField(c.name, spark_type(c.type)) for c in CONTRACT[table].columns])
     if not parts:
         return spark.createDataFrame([], schema)
-    return spark.read.parquet(*[fs.uri(p) for p in parts]).select(*schema.fieldNames())
+    return spark.read.parquet(*[fs.spark_input(p) for p in parts]).select(*schema.fieldNames())
 
 
 if __name__ == "__main__":

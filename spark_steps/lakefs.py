@@ -1,39 +1,55 @@
 """File operations on the lake, local directory or S3, through pyarrow.fs.
 
 Used by the Spark driver programs for what Spark itself does not do: reading a manifest,
-moving a bad file to quarantine, and the directory swap that publishes a partition.
+moving a bad file to quarantine, and publishing a partition.
+
+Spark and S3: EMR reads ``s3://`` natively. Open-source Spark needs the hadoop-aws jars
+for ``s3a://``; where they are not installed (``SALESPIPE_SPARK_S3=bridge``, the default
+for an S3 lake outside EMR) inputs are copied to a local scratch directory for Spark and
+outputs uploaded from it. The lake's layout and publishing rules are the same either way.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from pyarrow import fs as pafs
 
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
+DATA_FILE = "part-00000.parquet"  # every published dataset directory holds exactly one
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs = {"region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    return pafs.S3FileSystem(**kwargs)
 
 
 @dataclass
 class LakeFS:
     root: str  # "/abs/dir" or "s3://bucket/prefix"
-    s3_scheme_for_spark: str = "s3a"  # EMR reads "s3://"; open-source Spark needs "s3a://"
+    spark_s3: str = field(default_factory=lambda: os.environ.get("SALESPIPE_SPARK_S3", "bridge"))  # native|bridge
+    s3_scheme_for_spark: str = field(default_factory=lambda: os.environ.get("SALESPIPE_SPARK_S3_SCHEME", "s3a"))
 
     def __post_init__(self) -> None:
         self.is_s3 = self.root.startswith("s3://")
         if self.is_s3:
-            endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            self.fs = pafs.S3FileSystem(
-                endpoint_override=endpoint,
-                region=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
-            )
+            self.fs = s3_filesystem()
             self._base = self.root[len("s3://"):].rstrip("/")
         else:
             self.fs = pafs.LocalFileSystem()
             self._base = os.path.abspath(self.root)
+        self._bridged = self.is_s3 and self.spark_s3 != "native"
+        self._scratch: str | None = None
 
     # -- paths -----------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -41,10 +57,34 @@ class LakeFS:
         return f"{self._base}/{rel.lstrip('/')}" if rel else self._base
 
     def uri(self, rel: str) -> str:
-        """Path for Spark."""
-        if self.is_s3:
+        """The lake URI of ``rel`` (what manifests and metadata show)."""
+        return f"s3://{self.path(rel)}" if self.is_s3 else "file://" + self.path(rel)
+
+    # -- what Spark reads and writes ---------------------------------------------
+    def scratch(self) -> str:
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="salespipe-scratch-")
+        return self._scratch
+
+    def spark_input(self, rel: str) -> str:
+        """A URI Spark can read ``rel`` (file or directory) from."""
+        if not self.is_s3:
+            return "file://" + self.path(rel)
+        if not self._bridged:
             return f"{self.s3_scheme_for_spark}://{self.path(rel)}"
-        return "file://" + self.path(rel)
+        local = os.path.join(self.scratch(), "in", rel)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        pafs.copy_files(self.path(rel), local, source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())
+        return "file://" + local
+
+    def spark_output(self, dataset_rel: str) -> str:
+        """A fresh URI for Spark to write a dataset into before it is published."""
+        tmp = f".tmp-{uuid.uuid4().hex[:12]}"
+        if self._bridged:
+            return "file://" + os.path.join(self.scratch(), "out", tmp)
+        parent = dataset_rel.rsplit("/", 1)[0]
+        return self.uri(f"{parent}/{tmp}") if not self.is_s3 else f"{self.s3_scheme_for_spark}://{self.path(parent)}/{tmp}"
 
     # -- small reads and writes -------------------------------------------------
     def exists(self, rel: str) -> bool:
@@ -60,11 +100,17 @@ class LakeFS:
         self.write_bytes(rel, json.dumps(doc, indent=2, sort_keys=True, default=str).encode())
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        """Write through a temporary sibling and a move, so readers never see half a file."""
+        parent, name = rel.rsplit("/", 1) if "/" in rel else ("", rel)
         if not self.is_s3:
             self.fs.create_dir(self.path(parent), recursive=True)
-        with self.fs.open_output_stream(self.path(rel)) as f:
-            f.write(data)
+            tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}" if parent else f".{name}.{uuid.uuid4().hex[:8]}"
+            with self.fs.open_output_stream(self.path(tmp)) as f:
+                f.write(data)
+            self.fs.move(self.path(tmp), self.path(rel))
+        else:  # a single S3 PUT replaces an object atomically
+            with self.fs.open_output_stream(self.path(rel)) as f:
+                f.write(data)
 
     def size(self, rel: str) -> int:
         return self.fs.get_file_info(self.path(rel)).size
@@ -76,7 +122,7 @@ class LakeFS:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel), recursive=False))
         return sorted(i.base_name for i in infos)
 
-    # -- moves --------------------------------------------------------------------
+    # -- moves and publishing ---------------------------------------------------
     def move(self, src_rel: str, dst_rel: str) -> None:
         parent = dst_rel.rsplit("/", 1)[0]
         if not self.is_s3:
@@ -87,27 +133,31 @@ class LakeFS:
         if self.exists(rel):
             self.fs.delete_dir(self.path(rel))
 
-    def temp_dir(self, dataset_rel: str) -> str:
-        """A hidden sibling directory for writing before a publish. Readers skip names
-        starting with '.' or '_' (Spark, Hive, DuckDB globs on '*=*')."""
-        parent = dataset_rel.rsplit("/", 1)[0]
-        return f"{parent}/.tmp-{uuid.uuid4().hex[:12]}"
+    def publish(self, written_uri: str, final_rel: str, manifest: dict) -> None:
+        """Publish the single Parquet file Spark wrote under ``written_uri`` as
+        ``final_rel/part-00000.parquet``, then the manifest, then ``_SUCCESS``.
 
-    def swap_in(self, tmp_rel: str, final_rel: str) -> None:
-        """Publish tmp_rel as final_rel.
-
-        Locally this is two renames in the same directory: the old version moves aside,
-        the new one takes its name. A reader sees the old directory, the new one, or for
-        the instant between the renames none - never a mix or a half-written one. A crash
-        between the two leaves the old version in a '.old-*' sibling and no partition; the
-        rerun publishes again. On S3 there is no rename: objects are copied then the
-        temporary prefix deleted (S3 publishing is the subject of the S3 lake issue).
+        Replacing one file is atomic (a rename on a local disk, one PUT on S3), so a
+        reader sees the old partition or the new one, never a mix or half of one. A
+        crash after the data and before the manifest leaves a stale manifest, which the
+        row-count checks catch and the rerun rewrites.
         """
-        parent, name = final_rel.rsplit("/", 1)
-        old = f"{parent}/.old-{name}-{uuid.uuid4().hex[:8]}"
-        had_old = self.exists(final_rel)
-        if had_old:
-            self.fs.move(self.path(final_rel), self.path(old))
-        self.fs.move(self.path(tmp_rel), self.path(final_rel))
-        if had_old:
-            self.fs.delete_dir(self.path(old))
+        src_fs, src_dir = pafs.FileSystem.from_uri(written_uri.replace("s3a://", "s3://"))
+        if isinstance(src_fs, pafs.S3FileSystem):
+            src_fs = self.fs
+        parts = [i for i in src_fs.get_file_info(pafs.FileSelector(src_dir))
+                 if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")]
+        if len(parts) != 1:
+            raise RuntimeError(f"expected one Parquet file under {written_uri}, found {len(parts)}")
+        final_data = f"{final_rel}/{DATA_FILE}"
+        if not self.is_s3:
+            self.fs.create_dir(self.path(final_rel), recursive=True)
+        same_fs = type(src_fs) is type(self.fs)
+        if same_fs and not self.is_s3:
+            self.fs.move(parts[0].path, self.path(final_data))
+        else:
+            pafs.copy_files(parts[0].path, self.path(final_data), source_filesystem=src_fs,
+                            destination_filesystem=self.fs)
+        self.write_json(f"{final_rel}/{MANIFEST}", manifest)
+        self.write_bytes(f"{final_rel}/{SUCCESS}", b"")
+        src_fs.delete_dir(src_dir)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from pyspark.sql import DataFrame
 
-from spark_steps.lakefs import MANIFEST, LakeFS
+from spark_steps.lakefs import LakeFS
 
 
 def schema_of(df: DataFrame) -> list[dict]:
@@ -20,19 +20,16 @@ def publish(
     manifest: dict,
     sort_by: list[str],
 ) -> dict:
-    """Write ``df`` as one sorted Parquet file into a hidden temporary directory, add the
-    manifest (Spark adds ``_SUCCESS``), then swap the directory into place.
-
-    One file, sorted: re-publishing the same rows gives the same Parquet content.
-    """
-    tmp = lake.temp_dir(final_rel)
-    df.coalesce(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(lake.uri(tmp))
+    """Write ``df`` as one sorted Parquet file, then publish it with its manifest
+    (see ``LakeFS.publish``). One file, sorted: re-publishing the same rows gives the
+    same Parquet content."""
+    written = lake.spark_output(final_rel)
+    df.coalesce(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
     full = {
         **manifest,
         "path": lake.uri(final_rel),
         "schema": schema_of(df),
         "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    lake.write_json(f"{tmp}/{MANIFEST}", full)
-    lake.swap_in(tmp, final_rel)
+    lake.publish(written, final_rel, full)
     return full

@@ -54,7 +54,7 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
         raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
 
     parsed = (
-        spark.read.format("binaryFile").load(fs.uri(source))
+        spark.read.format("binaryFile").load(fs.spark_input(source))
         .mapInArrow(arrow_parser(spec), output_schema(spec))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from spark_steps.contract import LANDING_NAME, TABLES
 from spark_steps.lakefs import MANIFEST, LakeFS
@@ -26,6 +28,7 @@ class LandedFile:
     rel: str  # path relative to the lake root, e.g. raw/sales_2024-01-07.csv.gz
     size: int
     fingerprint: str  # content checksum (local) or ETag (S3)
+    modified: float = 0.0  # seconds since the epoch
 
 
 @dataclass
@@ -92,10 +95,11 @@ class Lake(dg.ConfigurableResource):
     def read_manifest(self, dataset_rel: str) -> dict | None:
         return self.fs.read_json(f"{dataset_rel}/{MANIFEST}")
 
-    def scan_landing(self) -> LandingScan:
+    def scan_landing(self, files: list[LandedFile] | None = None) -> LandingScan:
+        """Group landed files into business days; ``files`` defaults to a fresh listing."""
         days: dict[str, DayFiles] = {}
         bad: dict[str, str] = {}
-        for f in self.list_landed():
+        for f in self.list_landed() if files is None else files:
             name = f.rel.rsplit("/", 1)[-1]
             m = _CANDIDATE_NAME.match(name)
             if not m:
@@ -151,5 +155,61 @@ class LocalLake(Lake):
                     for chunk in iter(lambda: fh.read(1 << 20), b""):
                         h.update(chunk)
                 _checksums[key] = h.hexdigest()
-            out.append(LandedFile(rel=f"raw/{p.name}", size=st.st_size, fingerprint=_checksums[key]))
+            out.append(LandedFile(rel=f"raw/{p.name}", size=st.st_size, fingerprint=_checksums[key],
+                                  modified=st.st_mtime))
         return out
+
+
+class S3Lake(Lake):
+    """``s3://bucket/prefix`` through dagster-aws's S3Resource (region, endpoint and
+    credentials from the environment). Fingerprints are ETags: no object is read."""
+
+    s3: S3Resource
+
+    @property
+    def bucket(self) -> str:
+        return self.root[len("s3://"):].split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        rest = self.root[len("s3://"):].split("/", 1)
+        return rest[1].strip("/") + "/" if len(rest) > 1 and rest[1].strip("/") else ""
+
+    def list_landed(self) -> list[LandedFile]:
+        client = self.s3.get_client()
+        out = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}raw/"):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(self.prefix):]
+                if "/" in rel[len("raw/"):]:
+                    continue  # only files directly under raw/
+                out.append(LandedFile(rel=rel, size=obj["Size"], fingerprint=obj["ETag"].strip('"'),
+                                      modified=obj["LastModified"].timestamp()))
+        return out
+
+    def _exists(self, rel: str) -> bool:
+        listed = self.s3.get_client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + rel, MaxKeys=1)
+        return any(o["Key"] == self.prefix + rel for o in listed.get("Contents", []))
+
+    def read_manifest(self, dataset_rel: str) -> dict | None:
+        key = f"{self.prefix}{dataset_rel}/{MANIFEST}"
+        try:
+            body = self.s3.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.s3.get_client().exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
+    def quarantine(self, rel: str, reason: str) -> str:
+        client = self.s3.get_client()
+        name = rel.rsplit("/", 1)[-1]
+        target, n = f"quarantine/{name}", 1
+        while self._exists(target):
+            n += 1
+            target = f"quarantine/{name}.{n}"
+        client.copy_object(Bucket=self.bucket, Key=self.prefix + target,
+                           CopySource={"Bucket": self.bucket, "Key": self.prefix + rel})
+        client.delete_object(Bucket=self.bucket, Key=self.prefix + rel)
+        body = json.dumps({"file": rel, "reason": reason, "quarantined_to": target,
+                           "detected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{target}.reason.json", Body=body.encode())
+        return target

@@ -1,0 +1,141 @@
+"""Triggers: the landing sensor (replaces CloudWatch + Lambda) and the day-to-week chain.
+
+``landing_sensor`` lists the lake's raw zone (local directory or S3, the same code), and
+requests ``daily_job`` for every business day that is complete and whose content has not
+been processed. Its cursor is the newest last-modified time seen plus the keys seen at
+that time, so a restart misses nothing and a key deleted later cannot wedge it. The run
+key is the day plus the fingerprint of its five files (checksums or ETags): a re-sent
+file with new content runs its day again, an unchanged one never does.
+
+``week_after_day`` follows every finished day (success, or failure after some files were
+staged) with ``weekly_job`` for its week, so the fact, catalog and warehouse follow by
+themselves. A run status sensor rather than eager automation conditions: ``eager()``
+only looks at the latest time window, and a late or backfilled day must still rebuild
+its own week.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import dagster as dg
+
+from salespipe_assets.jobs import daily_job, weekly_job
+from salespipe_assets.partitions import daily_partitions, week_of
+from salespipe_assets.resources import Lake
+from salespipe_assets.resources.lake import LandedFile
+from salespipe_assets.tracking import (
+    FINGERPRINT_TAG, PARTITION_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, day_pending,
+)
+
+SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "30"))
+
+
+@dataclass
+class LandingCursor:
+    modified: float = 0.0
+    keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, text: str | None) -> "LandingCursor":
+        return cls(**json.loads(text)) if text else cls()
+
+    def dump(self) -> str:
+        return json.dumps(asdict(self))
+
+    def is_new(self, f: LandedFile) -> bool:
+        return f.modified > self.modified or (f.modified == self.modified and f.rel not in self.keys)
+
+    def advanced(self, files: list[LandedFile]) -> "LandingCursor":
+        if not files:
+            return self
+        newest = max(f.modified for f in files)
+        if newest < self.modified:
+            return self
+        keys = sorted({f.rel for f in files if f.modified == newest} | (set(self.keys) if newest == self.modified else set()))
+        return LandingCursor(newest, keys)
+
+
+@dg.sensor(
+    name="landing_sensor",
+    job=daily_job,
+    minimum_interval_seconds=SENSOR_INTERVAL,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests the daily run for each newly completed business day in the lake's raw zone.",
+)
+def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
+    cursor = LandingCursor.load(context.cursor)
+    files = lake.list_landed()
+    new = [f for f in files if cursor.is_new(f)]
+    if not new:
+        return dg.SkipReason("no new files in the raw zone")
+    scan = lake.scan_landing(files)
+    touched: set[str] = set()
+    for f in new:
+        if f.rel in scan.bad_names:
+            target = lake.quarantine(f.rel, scan.bad_names[f.rel])
+            context.log.error(f"{f.rel}: {scan.bad_names[f.rel]} (moved to {target})")
+        else:
+            touched.add(f.rel.rsplit("_", 1)[-1].split(".", 1)[0])
+
+    valid_days = set(daily_partitions.get_partition_keys())
+    requests = []
+    for day in sorted(touched):  # oldest first
+        files_of_day = scan.days[day]
+        if not files_of_day.complete:
+            problems = [f"missing {t}" for t in files_of_day.missing] + files_of_day.problems
+            context.log.info(f"business day {day} is incomplete: {'; '.join(problems)}")
+        elif day not in valid_days:
+            context.log.error(f"business day {day} is outside the partition range")
+        elif day_done(context.instance, day, files_of_day.fingerprint) or day_pending(
+                context.instance, day, files_of_day.fingerprint):
+            context.log.info(f"business day {day} with this content was already processed")
+        else:
+            requests.append(dg.RunRequest(
+                run_key=f"{day}:{files_of_day.fingerprint}",
+                partition_key=day,
+                tags={FINGERPRINT_TAG: files_of_day.fingerprint, TRIGGER_TAG: "sensor"},
+            ))
+    return dg.SensorResult(run_requests=requests, cursor=cursor.advanced(files).dump())
+
+
+def _week_request(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:
+    day = context.dagster_run.tags.get(PARTITION_TAG)
+    if not day:
+        return dg.SkipReason("the finished daily run had no partition")
+    week = week_of(day)
+    waiting = context.instance.get_run_records(dg.RunsFilter(
+        job_name=WEEKLY_JOB, tags={PARTITION_TAG: week},
+        statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]), limit=1)
+    if waiting:  # a queued build of the week will read this day's data when it starts
+        return dg.SkipReason(f"week {week} already has a build waiting")
+    return dg.RunRequest(run_key=f"{week}:{context.dagster_run.run_id}", partition_key=week,
+                         tags={TRIGGER_TAG: "sensor"})
+
+
+@dg.run_status_sensor(
+    name="week_after_day",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[daily_job],
+    request_job=weekly_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a business day is staged, rebuilds its week: fact, catalog, warehouse.",
+)
+def week_after_day(context: dg.RunStatusSensorContext):
+    return _week_request(context)
+
+
+@dg.run_failure_sensor(
+    name="week_after_failed_day",
+    monitored_jobs=[daily_job],
+    request_job=weekly_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A day that failed on one bad file still staged the others: rebuild its week.",
+)
+def week_after_failed_day(context: dg.RunFailureSensorContext):
+    return _week_request(context)
+
+
+sensors = [landing_sensor, week_after_day, week_after_failed_day]

@@ -1,0 +1,171 @@
+"""The landing sensor's decisions with build_sensor_context, on both lakes:
+a local directory, and S3 served by a moto server (moto stands in for Amazon S3).
+
+Run deduplication by run key is Dagster's job at launch; here we assert the run keys the
+sensor produces (same content -> same key, new content -> new key) and its cursor.
+"""
+
+import gzip
+import os
+import time
+
+import boto3
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from salespipe_assets.resources.lake import LocalLake, S3Lake
+from salespipe_assets.sensors import landing_sensor
+from spark_steps.contract import TABLES
+from tests.servers import moto_server
+
+BUCKET = "salespipe-test"
+
+
+class LocalLanding:
+    def __init__(self, root):
+        self.root = root
+        self.lake = LocalLake(root=str(root))
+
+    def put(self, name: str, data: bytes) -> None:
+        (self.root / "raw").mkdir(parents=True, exist_ok=True)
+        path = self.root / "raw" / name
+        path.write_bytes(data)
+        # distinct, increasing modification times without sleeping
+        self._clock = getattr(self, "_clock", time.time() - 10_000) + 1
+        os.utime(path, (self._clock, self._clock))
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+
+class S3Landing:
+    def __init__(self, endpoint: str):
+        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                                   aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.client.create_bucket(Bucket=BUCKET)
+        self.lake = S3Lake(root=f"s3://{BUCKET}/lake", s3=S3Resource(
+            endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing"))
+
+    def put(self, name: str, data: bytes) -> None:
+        self.client.put_object(Bucket=BUCKET, Key=f"lake/raw/{name}", Body=data)
+
+    def exists(self, rel: str) -> bool:
+        return "Contents" in self.client.list_objects_v2(Bucket=BUCKET, Prefix=f"lake/{rel}")
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    with moto_server() as url:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        yield url
+
+
+@pytest.fixture(params=["local", "s3"])
+def landing(request, tmp_path):
+    if request.param == "local":
+        yield LocalLanding(tmp_path)
+        return
+    endpoint = request.getfixturevalue("moto_endpoint")
+    landing = S3Landing(endpoint)
+    yield landing
+    for obj in landing.client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        landing.client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    landing.client.delete_bucket(Bucket=BUCKET)
+
+
+def _day(landing, day: str, tables=TABLES, content: bytes = b"x") -> None:
+    for t in tables:
+        landing.put(f"{t}_{day}.csv.gz", gzip.compress(content + t.encode(), mtime=0))
+
+
+@pytest.fixture
+def tick(caplog):
+    """One sensor evaluation; its log lines land in caplog."""
+
+    def evaluate(landing, instance, cursor=None):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": landing.lake}) as context:
+            context.log.addHandler(caplog.handler)  # the sensor's logger does not propagate
+            return landing_sensor(context)
+
+    return evaluate
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def test_incomplete_day_requests_nothing_and_says_what_is_missing(landing, instance, tick, caplog):
+    _day(landing, "2024-01-08", tables=("sales", "inventory", "store"))
+    result = tick(landing, instance)
+    assert result.run_requests == []
+    assert "business day 2024-01-08 is incomplete: missing product; missing calendar" in caplog.text
+
+
+def test_complete_day_requests_one_run_for_its_partition(landing, instance, tick):
+    _day(landing, "2024-01-08", tables=("sales", "inventory", "store", "product"))
+    first = tick(landing, instance)
+    assert first.run_requests == []
+    landing.put("calendar_2024-01-08.csv.gz", b"calendar")
+    second = tick(landing, instance, first.cursor)
+    [request] = second.run_requests
+    assert request.partition_key == "2024-01-08"
+    assert request.run_key.startswith("2024-01-08:")
+    assert request.tags["salespipe/fingerprint"] == request.run_key.split(":")[1]
+    # nothing new since: the sensor skips
+    third = tick(landing, instance, second.cursor)
+    assert isinstance(third, dg.SkipReason)
+
+
+def test_resent_file_gives_a_new_run_key_only_when_its_content_changed(landing, instance, tick):
+    _day(landing, "2024-01-08")
+    first = tick(landing, instance)
+    [original] = first.run_requests
+    _day(landing, "2024-01-08", tables=("sales",))              # same bytes, landed again
+    same = tick(landing, instance, first.cursor)
+    assert [r.run_key for r in same.run_requests] == [original.run_key]  # deduplicated at launch
+    _day(landing, "2024-01-08", tables=("sales",), content=b"corrected")
+    changed = tick(landing, instance, same.cursor)
+    [rerun] = changed.run_requests
+    assert rerun.partition_key == "2024-01-08" and rerun.run_key != original.run_key
+
+
+def test_many_days_at_once_are_requested_oldest_first(landing, instance, tick):
+    for day in ("2024-01-10", "2024-01-08", "2024-01-09"):
+        _day(landing, day)
+    result = tick(landing, instance)
+    assert [r.partition_key for r in result.run_requests] == ["2024-01-08", "2024-01-09", "2024-01-10"]
+
+
+def test_restart_with_the_saved_cursor_misses_nothing_and_repeats_nothing(landing, instance, tick):
+    _day(landing, "2024-01-08")
+    before_restart = tick(landing, instance)
+    saved = before_restart.cursor                              # what the instance keeps across restarts
+    # while the daemon is down: the next day lands in full
+    _day(landing, "2024-01-09")
+    after_restart = tick(landing, instance, saved)
+    assert [r.partition_key for r in after_restart.run_requests] == ["2024-01-09"]
+
+
+def test_file_name_with_an_impossible_date_is_quarantined(landing, instance, tick, caplog):
+    landing.put("sales_2024-02-30.csv.gz", b"whatever")
+    result = tick(landing, instance)
+    assert result.run_requests == []
+    assert landing.exists("quarantine/sales_2024-02-30.csv.gz")
+    assert landing.exists("quarantine/sales_2024-02-30.csv.gz.reason.json")
+    assert not landing.exists("raw/sales_2024-02-30.csv.gz")
+    assert "is not a valid YYYY-MM-DD date" in caplog.text
+
+
+def test_a_day_already_processed_with_the_same_content_is_not_requested(landing, instance, tick):
+    _day(landing, "2024-01-08")
+    [request] = tick(landing, instance).run_requests
+    # record a successful daily run for that content, as `salespipe run` or the daemon would
+    instance.add_run(dg.DagsterRun(
+        job_name="daily_job", status=dg.DagsterRunStatus.SUCCESS,
+        tags={"dagster/partition": "2024-01-08", "salespipe/fingerprint": request.tags["salespipe/fingerprint"]}))
+    assert tick(landing, instance).run_requests == []         # fresh cursor, same content: nothing
