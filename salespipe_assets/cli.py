@@ -146,6 +146,16 @@ def query(lake: str, fmt: str, sql: str) -> None:
             click.echo(rel.df().to_json(orient="records", date_format="iso"))
 
 
+@cli.command("lambda-package")
+@click.argument("out", type=click.Path(dir_okay=False, writable=True))
+def lambda_package(out: str) -> None:
+    """Build the AWS Lambda deployment zip (handler: lambda_handler.handler); see docs/lambda.md."""
+    from salespipe_assets.triggers.package import HANDLER, build_lambda_zip
+
+    path = build_lambda_zip(out)
+    click.echo(f"wrote {path} (handler {HANDLER}; set SALESPIPE_LAKE=s3://bucket/prefix and DAGSTER_GRAPHQL_URL)")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:

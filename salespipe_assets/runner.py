@@ -48,7 +48,10 @@ class Summary:
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, tags: dict) -> RunOutcome:
-    result = job.execute_in_process(partition_key=partition, instance=instance, tags=tags, raise_on_error=False)
+    # Every event is stored in the instance (and shown in the UI); the console gets warnings only.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(partition_key=partition, instance=instance, tags=tags,
+                                    run_config=quiet, raise_on_error=False)
     outcome = RunOutcome(partition=partition, run_id=result.run_id, ok=result.success)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:

@@ -35,9 +35,26 @@ def start(cmd: list[str], *, env: dict | None = None, log: Path | None = None, c
                             preexec_fn=_restore_signals, cwd=cwd)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Child processes, recursively, read from /proc (some, like Dagster's code server,
+    start a session of their own and so leave the process group)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out.extend(children)
+            todo.extend(children)
+    return out
+
+
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
     if proc.poll() is not None:
         return
+    stragglers = _descendants(proc.pid)
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=timeout)
@@ -47,6 +64,11 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=timeout)
+    for pid in stragglers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def wait_http(url: str, timeout: float = 90, proc: subprocess.Popen | None = None) -> None:
