@@ -42,7 +42,8 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
     if (master or "").startswith("local"):
         # Nothing to reach from outside: keep the driver on the loopback interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        defaults.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
+        defaults.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
+                         "spark.ui.enabled": "false"})
     for key, value in {**defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
