@@ -106,7 +106,7 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
-              help="Seconds between landing-sensor ticks [default: 30].")
+              help="Seconds between sensor ticks [default: 15].")
 def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:
     """Start the Dagster UI and daemon on 127.0.0.1 (sensors on) with a project-local DAGSTER_HOME."""
     _configure(lake, warehouse, spark_master)

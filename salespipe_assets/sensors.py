@@ -30,7 +30,7 @@ from salespipe_assets.tracking import (
     FINGERPRINT_TAG, PARTITION_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, day_pending,
 )
 
-SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "30"))
+SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "15"))
 
 
 @dataclass
@@ -120,6 +120,7 @@ def _week_request(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.Skip
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[daily_job],
     request_job=weekly_job,
+    minimum_interval_seconds=SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a business day is staged, rebuilds its week: fact, catalog, warehouse.",
 )
@@ -131,6 +132,7 @@ def week_after_day(context: dg.RunStatusSensorContext):
     name="week_after_failed_day",
     monitored_jobs=[daily_job],
     request_job=weekly_job,
+    minimum_interval_seconds=SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A day that failed on one bad file still staged the others: rebuild its week.",
 )
