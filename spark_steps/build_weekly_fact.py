@@ -34,7 +34,7 @@ def partition_path(week_start: str) -> str:
 
 def week_days(week_start: str) -> list[str]:
     sunday = dt.date.fromisoformat(week_start)
-    if sunday.isoweekday() != 7:
+    if sunday.isoformat() != week_start or sunday.isoweekday() != 7:
         raise ValueError(f"week_start {week_start} is not a Sunday")
     return [(sunday + dt.timedelta(days=i)).isoformat() for i in range(7)]
 

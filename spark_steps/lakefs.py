@@ -86,6 +86,15 @@ class LakeFS:
         parent = dataset_rel.rsplit("/", 1)[0]
         return self.uri(f"{parent}/{tmp}") if not self.is_s3 else f"{self.s3_scheme_for_spark}://{self.path(parent)}/{tmp}"
 
+    def _filesystem_of(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        """(filesystem, path) for a URI this class handed out; paths may hold spaces or quotes."""
+        if uri.startswith("file://"):
+            return pafs.LocalFileSystem(), uri[len("file://"):]
+        for scheme in ("s3a://", "s3://"):
+            if uri.startswith(scheme):
+                return self.fs, uri[len(scheme):]
+        raise ValueError(f"not a lake URI: {uri!r}")
+
     # -- small reads and writes -------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
@@ -142,9 +151,7 @@ class LakeFS:
         crash after the data and before the manifest leaves a stale manifest, which the
         row-count checks catch and the rerun rewrites.
         """
-        src_fs, src_dir = pafs.FileSystem.from_uri(written_uri.replace("s3a://", "s3://"))
-        if isinstance(src_fs, pafs.S3FileSystem):
-            src_fs = self.fs
+        src_fs, src_dir = self._filesystem_of(written_uri)
         parts = [i for i in src_fs.get_file_info(pafs.FileSelector(src_dir))
                  if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")]
         if len(parts) != 1:

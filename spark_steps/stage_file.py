@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 from pyspark import StorageLevel
 
-from spark_steps.contract import CONTRACT
+from spark_steps.contract import CONTRACT, LANDING_NAME
 from spark_steps.csv_parse import arrow_parser, output_schema
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish, schema_of
@@ -41,7 +42,21 @@ def rejects_path(table: str, business_date: str) -> str:
     return f"rejects/{table}/business_date={business_date}"
 
 
+def _check_arguments(table: str, source: str, business_date: str) -> None:
+    """Arguments become paths: accept only a landing file of this table directly under raw/."""
+    if table not in CONTRACT:
+        raise ValueError(f"unknown table {table!r}")
+    dt.date.fromisoformat(business_date)
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", business_date):
+        raise ValueError(f"business date must be YYYY-MM-DD, not {business_date!r}")
+    name = source[len("raw/"):] if source.startswith("raw/") else ""
+    match = LANDING_NAME.match(name)
+    if not match or match.group("table") != table or "/" in name:
+        raise ValueError(f"source must be raw/{table}_<YYYY-MM-DD>.csv[.gz], not {source!r}")
+
+
 def run(spark, lake: str, table: str, source: str, business_date: str, run_id: str = "", **_) -> dict:
+    _check_arguments(table, source, business_date)
     fs = LakeFS(lake)
     spec = CONTRACT[table]
     name = source.rsplit("/", 1)[-1]

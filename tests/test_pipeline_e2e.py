@@ -8,6 +8,7 @@ The tests in this module run in order and share one lake and one instance.
 import datetime as dt
 import gzip
 import math
+import os
 from decimal import Decimal
 
 import dagster as dg
@@ -21,6 +22,10 @@ from salespipe_assets.runner import run_lake
 from salespipe_assets.settings import Settings
 from spark_steps.fact import FACT_COLUMNS
 
+CANARY = "canary-7f3e9c1d-secret"
+# Every credential variable the project reads holds the canary during these runs.
+SECRET_VARIABLES = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SNOWFLAKE_PASSWORD",
+                    "SNOWFLAKE_PRIVATE_KEY", "DAGSTER_GRAPHQL_TOKEN", "SUPERSET_ADMIN_PASSWORD"]
 START = dt.date(2024, 1, 11)  # a Thursday: the first week is partial
 DAYS = 8                      # Thu 11 .. Thu 18: weeks of Sun 7 and Sun 14
 SCALE = 0.002
@@ -28,6 +33,8 @@ SCALE = 0.002
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, spark):
+    saved = {k: os.environ.get(k) for k in SECRET_VARIABLES}
+    os.environ.update({k: CANARY for k in SECRET_VARIABLES})
     root = tmp_path_factory.mktemp("e2e")
     lake = root / "lake"
     generate(lake, START, DAYS, scale=SCALE, seed=7, progress=False)
@@ -37,7 +44,12 @@ def env(tmp_path_factory, spark):
     defs = build_definitions(settings)
     (root / "dagster_home").mkdir()
     with dg.DagsterInstance.local_temp(str(root / "dagster_home")) as instance:
-        yield {"lake": lake, "settings": settings, "defs": defs, "instance": instance}
+        yield {"lake": lake, "settings": settings, "defs": defs, "instance": instance, "root": root}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _run(env):
@@ -166,3 +178,19 @@ def test_published_decimals_keep_their_scale(env):
         f"SELECT total_sales_amt FROM read_parquet('{env['lake']}/curated/weekly_sales_inventory/*/*.parquet') LIMIT 1"
     ).fetchall()[0][0]
     assert isinstance(value, Decimal) and value.as_tuple().exponent == -2
+
+
+def test_no_secret_reaches_logs_metadata_or_errors(env):
+    """Scan every event (logs, metadata, failures) of every run, the compute logs and the
+    lake's manifests for the canary held by all credential variables."""
+    instance = env["instance"]
+    runs = instance.get_runs()
+    assert len(runs) > 10
+    for run in runs:
+        for record in instance.all_logs(run.run_id):
+            text = dg.serialize_value(record) if hasattr(dg, "serialize_value") else repr(record)
+            assert CANARY not in text, f"secret in run {run.run_id}: {text[:300]}"
+        assert CANARY not in repr(run.tags) and CANARY not in repr(run.run_config)
+    for path in list((env["root"] / "dagster_home").rglob("*")) + list(env["lake"].rglob("_manifest.json")):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert CANARY.encode() not in path.read_bytes(), path
