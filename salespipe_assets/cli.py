@@ -34,7 +34,9 @@ def _configure(lake: str, warehouse: str | None, spark_master: str | None) -> No
 
     lake = str(Path(lake).resolve()) if not lake.startswith("s3://") else lake
     os.environ["SALESPIPE_LAKE"] = lake
-    if warehouse:
+    if warehouse in ("duckdb", "snowflake"):
+        os.environ["SALESPIPE_WAREHOUSE_KIND"] = warehouse
+    elif warehouse:
         os.environ["SALESPIPE_WAREHOUSE"] = str(Path(warehouse).resolve())
     if spark_master:
         os.environ["SALESPIPE_SPARK_MASTER"] = spark_master
@@ -77,7 +79,8 @@ def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) 
 
 @cli.command()
 @click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix).")
-@click.option("--warehouse", default=None, help="Warehouse DuckDB file [default: LAKE/warehouse.duckdb].")
+@click.option("--warehouse", default=None,
+              help="'snowflake' (SNOWFLAKE_* variables), 'duckdb', or a DuckDB file [default: LAKE/warehouse.duckdb].")
 @click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool) -> None:
@@ -102,7 +105,8 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 
 @cli.command()
 @click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix) the sensor watches.")
-@click.option("--warehouse", default=None, help="Warehouse DuckDB file [default: LAKE/warehouse.duckdb].")
+@click.option("--warehouse", default=None,
+              help="'snowflake' (SNOWFLAKE_* variables), 'duckdb', or a DuckDB file [default: LAKE/warehouse.duckdb].")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),

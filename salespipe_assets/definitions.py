@@ -12,8 +12,13 @@ from salespipe_assets.settings import Settings
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    extra = []
+    if settings.env == "aws":  # the production raw zone is unloaded from the source Snowflake
+        from salespipe_assets.assets.source_export import snowflake_source_export
+
+        extra.append(snowflake_source_export)
     return dg.Definitions(
-        assets=[*DAILY_ASSETS, *WEEKLY_ASSETS],
+        assets=[*DAILY_ASSETS, *WEEKLY_ASSETS, *extra],
         jobs=[daily_job, weekly_job],
         sensors=sensors,
         resources=resources_for(settings),

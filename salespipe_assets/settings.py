@@ -24,6 +24,10 @@ class Settings:
     spark_master: str
     partition_start: str
     partition_end: str | None
+    warehouse_kind: str = "duckdb"  # chosen apart from the lake: Snowflake works with a local lake
+    glue_database: str = "salespipe"
+    athena_workgroup: str = "primary"
+    athena_output: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -34,6 +38,9 @@ class Settings:
         if not lake.startswith("s3://"):
             lake = str(Path(lake).resolve())
         local_meta = lake if not lake.startswith("s3://") else str(PROJECT_ROOT / "data")
+        warehouse_kind = os.environ.get("SALESPIPE_WAREHOUSE_KIND", "snowflake" if env == "aws" else "duckdb")
+        if warehouse_kind not in ("duckdb", "snowflake"):
+            raise ValueError(f"SALESPIPE_WAREHOUSE_KIND must be 'duckdb' or 'snowflake', not {warehouse_kind!r}")
         return cls(
             env=env,
             lake=lake,
@@ -42,4 +49,8 @@ class Settings:
             spark_master=os.environ.get("SALESPIPE_SPARK_MASTER", "local[2]"),
             partition_start=os.environ.get("SALESPIPE_PARTITION_START", DEFAULT_PARTITION_START),
             partition_end=os.environ.get("SALESPIPE_PARTITION_END") or None,
+            warehouse_kind=warehouse_kind,
+            glue_database=os.environ.get("SALESPIPE_GLUE_DATABASE", "salespipe"),
+            athena_workgroup=os.environ.get("SALESPIPE_ATHENA_WORKGROUP", "primary"),
+            athena_output=os.environ.get("SALESPIPE_ATHENA_OUTPUT") or None,
         )

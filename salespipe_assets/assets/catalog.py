@@ -5,9 +5,11 @@ import dagster as dg
 from salespipe_assets.assets.fact import FACT_KEY
 from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
-from salespipe_assets.resources import Catalog, Lake
+from salespipe_assets.resources import Catalog, Lake, QueryEngine
 from salespipe_assets.resources.catalog import DAILY_CATALOG_TABLES, FACT_TABLE
-from spark_steps.contract import DAILY_TABLES, SNAPSHOT_TABLES, TABLES
+from salespipe_assets.sql import date_literal, identifier
+from spark_steps.contract import DAILY_TABLES, SNAPSHOT_TABLES
+from spark_steps.fact import NON_NEGATIVE_MEASURES
 
 CATALOG_FACT_KEY = dg.AssetKey(["catalog", FACT_TABLE])
 
@@ -25,19 +27,44 @@ def _catalog_table(table: str) -> str:
     group_name="catalog",
     partitions_def=weekly_partitions,
     deps=[FACT_KEY],
-    kinds={"duckdb"},
+    kinds={"sql"},
     description="The fact as a catalog table over its Parquet partitions; each week a partition.",
+    check_specs=[
+        dg.AssetCheckSpec("unique_keys", asset=CATALOG_FACT_KEY,
+                          description="(store_key, prod_key) appears once in the week, read through the query engine."),
+        dg.AssetCheckSpec("non_negative_measures", asset=CATALOG_FACT_KEY,
+                          description="Quantities, amounts, stock and counts are never negative."),
+    ],
 )
-def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog):
+def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog,
+                                   query: QueryEngine):
+    """Registers the week, then checks it through the environment's query engine (DuckDB
+    locally, Athena in AWS) with SQL both accept: one check definition."""
+    week = date_literal(context.partition_key)
     visible = catalog.register_fact_week(lake, context.partition_key)
-    return dg.MaterializeResult(metadata={"table": FACT_TABLE, **visible})
+    table = identifier(FACT_TABLE)
+    [(rows, keys)] = query.fetch(
+        f"SELECT (SELECT count(*) FROM {table} WHERE week_start = {week}), "
+        f"(SELECT count(*) FROM (SELECT DISTINCT store_key, prod_key FROM {table} WHERE week_start = {week}) k)")
+    [(negatives,)] = query.fetch(
+        f"SELECT count(*) FROM {table} WHERE week_start = {week} AND ("
+        + " OR ".join(f"{identifier(c)} < 0" for c in NON_NEGATIVE_MEASURES) + ")")
+    return dg.MaterializeResult(
+        metadata={"table": FACT_TABLE, **visible},
+        check_results=[
+            dg.AssetCheckResult(check_name="unique_keys", passed=rows == keys,
+                                metadata={"rows": rows, "distinct_keys": keys}),
+            dg.AssetCheckResult(check_name="non_negative_measures", passed=negatives == 0,
+                                metadata={"rows_with_negative_measure": negatives}),
+        ],
+    )
 
 
 @dg.multi_asset(
     name="catalog_daily_tables",
     partitions_def=daily_partitions,
     specs=[
-        dg.AssetSpec(catalog_key(t), group_name="catalog", deps=[staged_key(t)], kinds={"duckdb"},
+        dg.AssetSpec(catalog_key(t), group_name="catalog", deps=[staged_key(t)], kinds={"sql"},
                      description=f"`{_catalog_table(t)}` (and `rejects_{t}`) as catalog tables.")
         for t in SNAPSHOT_TABLES + DAILY_TABLES
     ],

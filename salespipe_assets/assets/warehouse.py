@@ -23,7 +23,7 @@ def warehouse_key(table: str) -> dg.AssetKey:
     group_name="warehouse",
     partitions_def=weekly_partitions,
     deps=[FACT_KEY, CATALOG_FACT_KEY],
-    kinds={"duckdb"},
+    kinds={"sql"},
     description="The fact as a warehouse table, replaced one week at a time.",
     check_specs=[dg.AssetCheckSpec(
         "rows_match_curated", asset=WAREHOUSE_FACT_KEY,
@@ -47,7 +47,7 @@ def warehouse_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: La
     name="warehouse_dimensions",
     partitions_def=daily_partitions,
     specs=[dg.AssetSpec(warehouse_key(t), group_name="warehouse", deps=[staged_key(t), catalog_key(t)],
-                        kinds={"duckdb"}, description=f"The `{t}` dimension as a warehouse table.",
+                        kinds={"sql"}, description=f"The `{t}` dimension as a warehouse table.",
                         skippable=True)
            for t in SNAPSHOT_TABLES],
 )

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
-from salespipe_assets.resources.lake import Lake, LocalLake
+from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
 from salespipe_assets.resources.spark import SparkRuntime
 from salespipe_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from salespipe_assets.settings import Settings
 
 __all__ = [
-    "Catalog", "DuckDBCatalog", "Lake", "LocalLake", "QueryEngine", "DuckDBQueryEngine",
+    "Catalog", "DuckDBCatalog", "Lake", "LocalLake", "S3Lake", "QueryEngine", "DuckDBQueryEngine",
     "SparkRuntime", "Warehouse", "DuckDBWarehouse", "resources_for",
 ]
+
+
+def warehouse_for(settings: Settings) -> Warehouse:
+    """The warehouse is chosen apart from the lake: Snowflake works with a local lake too."""
+    if settings.warehouse_kind == "snowflake":
+        from salespipe_assets.resources.snowflake_warehouse import snowflake_warehouse_from_env
+
+        return snowflake_warehouse_from_env()
+    return DuckDBWarehouse(database=settings.warehouse)
 
 
 def resources_for(settings: Settings) -> dict:
@@ -20,11 +29,27 @@ def resources_for(settings: Settings) -> dict:
         return {
             "lake": LocalLake(root=settings.lake),
             "spark": SparkRuntime(master=settings.spark_master),
-            "query": DuckDBQueryEngine(),
+            "query": DuckDBQueryEngine(database=settings.catalog),
             "catalog": DuckDBCatalog(database=settings.catalog),
-            "warehouse": DuckDBWarehouse(database=settings.warehouse),
+            "warehouse": warehouse_for(settings),
         }
-    raise NotImplementedError(
-        "SALESPIPE_ENV=aws needs the S3 lake, EMR, Glue/Athena and Snowflake resources "
-        "(issues 3-5); only 'local' is available in this build"
-    )
+    from dagster_aws.s3 import S3Resource
+
+    from salespipe_assets.assets.source_export import source_export_from_env
+    from salespipe_assets.resources.athena import AthenaQueryEngine
+    from salespipe_assets.resources.glue import GlueCatalog
+
+    return {
+        # region, endpoint and credentials: the standard AWS_* environment variables
+        "lake": S3Lake(root=settings.lake, s3=S3Resource()),
+        "spark": spark_for(settings),
+        "query": AthenaQueryEngine(database=settings.glue_database, workgroup=settings.athena_workgroup,
+                                   output_location=settings.athena_output),
+        "catalog": GlueCatalog(database=settings.glue_database),
+        "warehouse": warehouse_for(settings),
+        "source_export": source_export_from_env(),
+    }
+
+
+def spark_for(settings: Settings) -> SparkRuntime:
+    return SparkRuntime(master=settings.spark_master)

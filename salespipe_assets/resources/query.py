@@ -16,10 +16,12 @@ class QueryEngine(dg.ConfigurableResource):
 
 
 class DuckDBQueryEngine(QueryEngine):
-    """An in-memory DuckDB reading the lake's Parquet directly."""
+    """DuckDB over the local catalog's views (or in memory), reading the lake's Parquet."""
+
+    database: str = ""
 
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
-        with duckdb.connect() as con:
+        with duckdb.connect(self.database or ":memory:") as con:
             return con.execute(sql, params or []).fetchall()
 
     def parquet_rows(self, uri: str) -> int:
