@@ -81,7 +81,8 @@ def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) 
 @click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix).")
 @click.option("--warehouse", default=None,
               help="'snowflake' (SNOWFLAKE_* variables), 'duckdb', or a DuckDB file [default: LAKE/warehouse.duckdb].")
-@click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
+@click.option("--spark-master", default=None, help="Spark: local[N], a cluster URL (spark://host:7077), or 'emr' (one transient EMR cluster "
+                   "per run; SALESPIPE_EMR_* settings, docs/emr.md) [default: local[2]].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool) -> None:
     """Materialize every complete new day in the lake, and its week, up to the warehouse."""
@@ -108,7 +109,8 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 @click.option("--warehouse", default=None,
               help="'snowflake' (SNOWFLAKE_* variables), 'duckdb', or a DuckDB file [default: LAKE/warehouse.duckdb].")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--spark-master", default=None, help="Spark master URL [default: local[2]].")
+@click.option("--spark-master", default=None, help="Spark: local[N], a cluster URL (spark://host:7077), or 'emr' (one transient EMR cluster "
+                   "per run; SALESPIPE_EMR_* settings, docs/emr.md) [default: local[2]].")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
               help="Seconds between sensor ticks [default: 15].")
 def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:

@@ -46,7 +46,7 @@ class Settings:
             lake=lake,
             warehouse=os.environ.get("SALESPIPE_WAREHOUSE", str(Path(local_meta) / "warehouse.duckdb")),
             catalog=os.environ.get("SALESPIPE_CATALOG", str(Path(local_meta) / "catalog.duckdb")),
-            spark_master=os.environ.get("SALESPIPE_SPARK_MASTER", "local[2]"),
+            spark_master=os.environ.get("SALESPIPE_SPARK_MASTER", "emr" if env == "aws" else "local[2]"),
             partition_start=os.environ.get("SALESPIPE_PARTITION_START", DEFAULT_PARTITION_START),
             partition_end=os.environ.get("SALESPIPE_PARTITION_END") or None,
             warehouse_kind=warehouse_kind,

@@ -65,13 +65,9 @@ def main(run: Callable[..., dict], add_arguments: Callable[[argparse.ArgumentPar
 
 
 def _report(result: dict, failure: str | None) -> None:
-    try:
-        from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
-    except ImportError:  # plain spark-submit without dagster-pipes installed
-        is_dagster_pipes_process = lambda: False  # noqa: E731
-    if is_dagster_pipes_process():
+    if os.environ.get("DAGSTER_PIPES_CONTEXT"):  # launched through Dagster Pipes
+        from dagster_pipes import open_dagster_pipes
+
         with open_dagster_pipes() as pipes:
             pipes.report_custom_message({"result": result, "failure": failure})
-            if failure:
-                raise SystemExit(2)
     print(json.dumps({"result": result, "failure": failure}, default=str))

@@ -28,7 +28,7 @@ def resources_for(settings: Settings) -> dict:
     if settings.env == "local":
         return {
             "lake": LocalLake(root=settings.lake),
-            "spark": SparkRuntime(master=settings.spark_master),
+            "spark": spark_for(settings),
             "query": DuckDBQueryEngine(database=settings.catalog),
             "catalog": DuckDBCatalog(database=settings.catalog),
             "warehouse": warehouse_for(settings),
@@ -52,4 +52,9 @@ def resources_for(settings: Settings) -> dict:
 
 
 def spark_for(settings: Settings) -> SparkRuntime:
+    """local[N] / spark://…: Spark driven from the run's process; "emr": one transient EMR cluster per run."""
+    if settings.spark_master == "emr":
+        from salespipe_assets.resources.emr import emr_runtime_from_env
+
+        return emr_runtime_from_env()
     return SparkRuntime(master=settings.spark_master)
