@@ -16,13 +16,14 @@ help:
 	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
 	@echo "make test   run the test suite"
 	@echo "make dev    Dagster UI + daemon on 127.0.0.1:3000 over data/lake (sensor on)"
-	@echo "make clean  remove data/, .dagster_home/ and the venv"
+	@echo "make bi     Superset with the dashboards on 127.0.0.1:8088 (after make run)"
+	@echo "make clean  remove data/, .dagster_home/ and the venvs"
 
 $(STAMP): pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17+ is required for Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -41,4 +42,6 @@ dev: install
 	$(BIN)/salespipe dev --lake $(LAKE)
 
 clean:
-	rm -rf data .dagster_home $(VENV)
+	rm -rf data .dagster_home .bi_home $(VENV) .venv-bi
+
+include bi/bi.mk

@@ -152,6 +152,20 @@ def query(lake: str, fmt: str, sql: str) -> None:
             click.echo(rel.df().to_json(orient="records", date_format="iso"))
 
 
+@cli.command()
+@click.argument("action", type=click.Choice(["up", "down", "status"]))
+@click.option("--lake", default=None, help="Lake whose warehouse.duckdb Superset reads [default: data/lake].")
+def bi(action: str, lake: str | None) -> None:
+    """Superset with the versioned dashboards on 127.0.0.1:8088 (own venv in .venv-bi; see docs/bi.md)."""
+    from salespipe_assets import bi as superset
+
+    if lake:
+        os.environ["SALESPIPE_WAREHOUSE"] = str(Path(lake).resolve() / "warehouse.duckdb")
+    code = superset.main([action])
+    if code:
+        sys.exit(code)
+
+
 @cli.command("lambda-package")
 @click.argument("out", type=click.Path(dir_okay=False, writable=True))
 def lambda_package(out: str) -> None:

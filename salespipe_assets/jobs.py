@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from salespipe_assets.assets.dashboards import dashboard_weekly_sales_inventory
 from salespipe_assets.assets.catalog import catalog_daily_tables, catalog_weekly_sales_inventory
 from salespipe_assets.assets.fact import weekly_sales_inventory
 from salespipe_assets.assets.landing import raw_landing
@@ -12,7 +13,8 @@ from salespipe_assets.assets.staging import stage_day
 from salespipe_assets.assets.warehouse import warehouse_dimensions, warehouse_weekly_sales_inventory
 
 DAILY_ASSETS = [raw_landing, stage_day, catalog_daily_tables, warehouse_dimensions]
-WEEKLY_ASSETS = [weekly_sales_inventory, catalog_weekly_sales_inventory, warehouse_weekly_sales_inventory]
+WEEKLY_ASSETS = [weekly_sales_inventory, catalog_weekly_sales_inventory, warehouse_weekly_sales_inventory,
+                 dashboard_weekly_sales_inventory]
 
 daily_job = dg.define_asset_job(
     "daily_job",
@@ -22,5 +24,5 @@ daily_job = dg.define_asset_job(
 weekly_job = dg.define_asset_job(
     "weekly_job",
     selection=dg.AssetSelection.assets(*WEEKLY_ASSETS),
-    description="Build one week of the fact, register it in the catalog, load the warehouse.",
+    description="Build one week of the fact, register it in the catalog, load the warehouse, refresh the dashboard.",
 )

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_steps.contract import CONTRACT
-from spark_steps.fact import weekly_fact
+from spark_steps.fact import NON_NEGATIVE_MEASURES, weekly_fact
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish
 from spark_steps.runtime import main
@@ -61,18 +61,8 @@ def run(spark, lake: str, week_start: str, run_id: str = "", **_) -> dict:
     fact = fact.drop("week_start").cache()  # Hive partition column: carried by the path
     try:
         row_count = fact.count()
-        sources = [
-            {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
-            for p in sales_parts + inventory_parts
-        ]
-        manifest = publish(
-            fact, fs, partition_path(week_start),
-            {"dataset": FACT_DATASET, "week_start": week_start, "row_count": row_count,
-             "run_id": run_id, "sources": sources},
-            sort_by=["store_key", "prod_key"],
-        )
-        preview = [r.asDict() for r in fact.orderBy(F.desc("total_sales_amt"), "store_key", "prod_key")
-                   .limit(PREVIEW_ROWS).collect()]
+        distinct_keys = fact.select("store_key", "prod_key").distinct().count()
+        negative_rows = fact.where(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES)).count()
         totals = fact.agg(
             F.sum("total_sales_qty").alias("total_sales_qty"),
             F.sum("total_sales_amt").alias("total_sales_amt"),
@@ -80,9 +70,23 @@ def run(spark, lake: str, week_start: str, run_id: str = "", **_) -> dict:
             F.sum("low_stock_instances").alias("low_stock_instances"),
             F.sum("no_stock_impact").alias("no_stock_impact"),
         ).first().asDict()
+        totals = {k: float(v or 0) for k, v in totals.items()}
+        sources = [
+            {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
+            for p in sales_parts + inventory_parts
+        ]
+        manifest = publish(
+            fact, fs, partition_path(week_start),
+            {"dataset": FACT_DATASET, "week_start": week_start, "row_count": row_count,
+             "run_id": run_id, "sources": sources, "totals": totals},
+            sort_by=["store_key", "prod_key"],
+        )
+        preview = [r.asDict() for r in fact.orderBy(F.desc("total_sales_amt"), "store_key", "prod_key")
+                   .limit(PREVIEW_ROWS).collect()]
     finally:
         fact.unpersist()
-    return {**result, "row_count": row_count, "published": True, "schema": manifest["schema"],
+    return {**result, "row_count": row_count, "distinct_keys": distinct_keys,
+            "rows_with_negative_measure": negative_rows, "published": True, "schema": manifest["schema"],
             "preview": preview, "totals": totals}
 
 

@@ -1,23 +1,21 @@
 """`salespipe dev` for real: the Dagster webserver and daemon on 127.0.0.1, the landing
-sensor on. One day's files copied into the landing zone reach the warehouse with no
-other action (sensor -> daily run -> week-after-day sensor -> weekly run)."""
+sensor on (tests/dev_server.py starts it once for the session, raw zone empty). One day's
+files copied into the landing zone reach the warehouse with no other action: sensor ->
+daily run -> week-after-day sensor -> weekly run -> DuckDB warehouse table."""
 
-import datetime as dt
-import shutil
-import sys
+import json
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
-from salespipe_assets.datagen import generate
-from tests.servers import free_port, start, stop, wait_http
+from salespipe_assets.partitions import week_of
+from tests.dev_server import E2E_DAY, dev_server  # noqa: F401  (the session's server)
 
 pytestmark = pytest.mark.slow
 
 
-def _week_rows(warehouse: Path, week: str) -> int | None:
+def _week_rows(warehouse, week: str) -> int | None:
     try:
         with duckdb.connect(str(warehouse), read_only=True) as con:
             return con.execute(
@@ -27,30 +25,26 @@ def _week_rows(warehouse: Path, week: str) -> int | None:
         return None  # not created yet, or a run holds the write lock right now
 
 
-def test_a_landed_day_reaches_the_warehouse_by_itself(tmp_path):
-    upstream, lake, home = tmp_path / "upstream", tmp_path / "lake", tmp_path / "dagster_home"
-    (lake / "raw").mkdir(parents=True)
-    home.mkdir()
-    generate(upstream, dt.date(2024, 1, 9), 1, scale=0.001, seed=3, progress=False)
-    warehouse = tmp_path / "warehouse.duckdb"
-    port = free_port()
-    salespipe = str(Path(sys.executable).parent / "salespipe")
-    proc = start([salespipe, "dev", "--lake", str(lake), "--warehouse", str(warehouse), "--port", str(port),
-                  "--sensor-interval", "2"], env={"DAGSTER_HOME": str(home)}, log=tmp_path / "dev.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/server_info", timeout=180, proc=proc)
-        landed_at = time.time()
-        for f in sorted((upstream / "raw").iterdir()):
-            shutil.copy(f, lake / "raw" / f.name)
-        deadline = landed_at + 480
-        rows = None
-        while time.time() < deadline and not rows:
-            assert proc.poll() is None, (tmp_path / "dev.log").read_text()[-3000:]
-            time.sleep(3)
-            rows = _week_rows(warehouse, "2024-01-07")
-        assert rows, f"no warehouse rows after {time.time() - landed_at:.0f}s:\n" + (tmp_path / "dev.log").read_text()[-3000:]
-        manifest = (lake / "curated/weekly_sales_inventory/week_start=2024-01-07/_manifest.json").read_text()
-        assert f'"row_count": {rows}' in manifest
-        print(f"landed file -> warehouse in {time.time() - landed_at:.0f}s")
-    finally:
-        stop(proc)
+def _of(job: str, partition: str):
+    return lambda r: r["jobName"] == job and r["tags"].get("dagster/partition") == partition
+
+
+def test_a_landed_day_reaches_the_warehouse_by_itself(dev_server):
+    week = week_of(E2E_DAY)
+    landed_at = time.time()
+    dev_server.land(E2E_DAY)
+
+    day_run = dev_server.wait_for_run(_of("daily_job", E2E_DAY), what=f"the daily run of {E2E_DAY}")
+    assert day_run["status"] == "SUCCESS", dev_server.log_tail()
+    assert day_run["tags"].get("dagster/sensor_name") == "landing_sensor"
+    week_run = dev_server.wait_for_run(_of("weekly_job", week), what=f"the weekly run of {week}")
+    assert week_run["status"] == "SUCCESS", dev_server.log_tail()
+    assert week_run["tags"].get("dagster/sensor_name") == "week_after_day"
+    assert week_run["startTime"] >= day_run["endTime"]
+
+    rows = dev_server.wait_until(lambda: _week_rows(dev_server.warehouse, week), timeout=120,
+                                 what=f"warehouse rows for week {week}")
+    manifest = json.loads((dev_server.lake / f"curated/weekly_sales_inventory/week_start={week}/_manifest.json")
+                          .read_text())
+    assert manifest["row_count"] == rows
+    print(f"landed files -> warehouse in {time.time() - landed_at:.0f}s")

@@ -1,15 +1,24 @@
-"""The weekly sales-inventory fact (SPEC §3), one weekly partition per Sunday."""
+"""The weekly sales-inventory fact (SPEC §3), one weekly partition per Sunday.
 
+Its metadata is what a person checks in the UI: row count, schema, lake path, the top
+rows, a chart of the weekly totals and the rows the week's staged days accepted and
+rejected. All of it comes from small aggregates (DuckDB over the published Parquet, the
+staged manifests); no row passes through Dagster.
+"""
+
+import base64
+from xml.sax.saxutils import escape
 
 import dagster as dg
 
 from salespipe_assets.assets.staging import staged_key, table_schema
 from salespipe_assets.partitions import weekly_partitions
-from salespipe_assets.resources import Lake, QueryEngine, SparkRuntime
-from salespipe_assets.sql import literal
-from spark_steps.fact import NON_NEGATIVE_MEASURES
+from salespipe_assets.resources import Lake, SparkRuntime
+from spark_steps.build_weekly_fact import FACT_DATASET, partition_path, week_days
+from spark_steps.contract import DAILY_TABLES
 
 FACT_KEY = dg.AssetKey("weekly_sales_inventory")
+CHART_WEEKS = 12
 
 
 def _markdown_table(rows: list[dict]) -> str:
@@ -20,6 +29,66 @@ def _markdown_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append("| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def _compact(x: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def weekly_totals_svg(totals: list[tuple[str, float]], current: str) -> str:
+    """A bar chart of total sales amount per week (``current`` highlighted), as SVG.
+    The Dagster UI shows images embedded in markdown metadata, not Vega-Lite specs."""
+    width, height, left, top, bottom = 640, 270, 16, 48, 40
+    slot = (width - 2 * left) / max(len(totals), 6)  # a few weeks keep bar-sized bars
+    peak = max((v for _, v in totals), default=0) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+             f'<text x="{left}" y="18" font-size="13" font-weight="bold">Total sales amount per week</text>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - left}" y2="{height - bottom}" stroke="#888"/>']
+    for i, (week, value) in enumerate(totals):
+        bar = (height - top - bottom) * value / peak
+        x, y = left + i * slot + slot * 0.15, height - bottom - bar
+        colour = "#4f43dd" if week == current else "#a9a4ee"
+        parts += [f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{bar:.1f}" fill="{colour}">'
+                  f'<title>{escape(week)}: {value:,.2f}</title></rect>',
+                  f'<text x="{x + slot * 0.35:.1f}" y="{y - 4:.1f}" text-anchor="middle">{_compact(value)}</text>',
+                  f'<text x="{x + slot * 0.35:.1f}" y="{height - bottom + 16}" text-anchor="middle">{escape(week[5:])}</text>']
+    parts.append(f'<text x="{width - left}" y="{height - 6}" text-anchor="end" fill="#555">week starting (MM-DD); '
+                 f'highlighted: {escape(current)}</text></svg>')
+    return "".join(parts)
+
+
+def _weekly_totals(lake: Lake, week: str) -> list[tuple[str, float]]:
+    """Total sales amount of each published week up to ``week`` (the last CHART_WEEKS),
+    from the partitions' manifests: the same on a local or an S3 lake."""
+    weeks = [name.removeprefix("week_start=") for name in lake.fs.list_dir(FACT_DATASET)
+             if name.startswith("week_start=") and name <= f"week_start={week}"][-CHART_WEEKS:]
+    totals = []
+    for w in weeks:
+        manifest = lake.read_manifest(partition_path(w)) or {}
+        if "totals" in manifest:
+            totals.append((w, float(manifest["totals"]["total_sales_amt"])))
+    return totals
+
+
+def _staged_rows(lake: Lake, week: str) -> dict[str, int]:
+    """Rows accepted and rejected by the staging of the week's days, from their manifests."""
+    out: dict[str, int] = {}
+    for table in DAILY_TABLES:
+        manifests = [m for d in week_days(week)
+                     if (m := lake.read_manifest(f"staged/{table}/business_date={d}")) is not None]
+        out[f"{table}_rows_accepted"] = sum(m["rows_accepted"] for m in manifests)
+        out[f"{table}_rows_rejected"] = sum(m["rows_rejected"] for m in manifests)
+    return out
+
+
+def _chart_markdown(totals: list[tuple[str, float]], week: str) -> str:
+    svg = base64.b64encode(weekly_totals_svg(totals, week).encode()).decode()
+    return f"![Total sales amount per week up to {week}](data:image/svg+xml;base64,{svg})"
 
 
 @dg.asset(
@@ -40,32 +109,28 @@ def _markdown_table(rows: list[dict]) -> str:
                           description="Quantities, amounts, stock and counts are never negative."),
     ],
 )
-def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime,
-                           query: QueryEngine):
+def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime):
     r = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_start=context.partition_key)
     if not r["published"]:
         raise dg.Failure(f"week {context.partition_key} has no staged sales or inventory to build from",
                          allow_retries=False)
-    files = literal(r["path"].removeprefix("file://") + "/*.parquet")
-    total, distinct = query.fetch(
-        f"SELECT count(*), count(DISTINCT (store_key, prod_key)) FROM read_parquet({files})")[0]
-    negatives = query.fetch(
-        f"SELECT count(*) FROM read_parquet({files}) WHERE "
-        + " OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES))[0][0]
+    week = context.partition_key
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": r["row_count"],
             "path": dg.MetadataValue.path(r["path"]),
             "days_with_sales": r["days_with_sales"],
             "days_with_inventory": r["days_with_inventory"],
+            **_staged_rows(lake, week),
             "dagster/column_schema": table_schema(r["schema"]),
-            "week_totals": dg.MetadataValue.json({k: float(v or 0) for k, v in r["totals"].items()}),
+            "week_totals": dg.MetadataValue.json(r["totals"]),
+            "weekly_totals_chart": dg.MetadataValue.md(_chart_markdown(_weekly_totals(lake, week), week)),
             "preview": dg.MetadataValue.md(_markdown_table(r["preview"])),
         },
         check_results=[
-            dg.AssetCheckResult(check_name="unique_keys", passed=total == distinct,
-                                metadata={"rows": total, "distinct_keys": distinct}),
-            dg.AssetCheckResult(check_name="non_negative_measures", passed=negatives == 0,
-                                metadata={"rows_with_negative_measure": negatives}),
+            dg.AssetCheckResult(check_name="unique_keys", passed=r["row_count"] == r["distinct_keys"],
+                                metadata={"rows": r["row_count"], "distinct_keys": r["distinct_keys"]}),
+            dg.AssetCheckResult(check_name="non_negative_measures", passed=r["rows_with_negative_measure"] == 0,
+                                metadata={"rows_with_negative_measure": r["rows_with_negative_measure"]}),
         ],
     )

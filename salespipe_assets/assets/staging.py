@@ -15,7 +15,7 @@ import dagster as dg
 from salespipe_assets.assets.landing import raw_key
 from salespipe_assets.partitions import daily_partitions
 from salespipe_assets.resources import Lake, QueryEngine, SparkRuntime
-from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES, TABLES
+from spark_steps.contract import CONTRACT, DAILY_TABLES, TABLES
 
 RECONCILE = "rows_reconcile"
 

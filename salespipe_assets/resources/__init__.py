@@ -25,6 +25,16 @@ def warehouse_for(settings: Settings) -> Warehouse:
 
 
 def resources_for(settings: Settings) -> dict:
+    return {**_data_resources(settings), "superset": _superset()}
+
+
+def _superset():
+    from salespipe_assets.assets.dashboards import superset_resource
+
+    return superset_resource()
+
+
+def _data_resources(settings: Settings) -> dict:
     if settings.env == "local":
         return {
             "lake": LocalLake(root=settings.lake),

@@ -1,0 +1,69 @@
+"""``salespipe backfill``: re-materialize a range of business days whatever ran before
+(a fix in the code, a changed rule), then the weeks those days belong to.
+
+Unlike ``salespipe run`` it ignores content fingerprints; it still records them on the
+daily runs, so a later ``salespipe run`` counts these days as done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+from tqdm import tqdm
+
+from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
+from salespipe_assets.resources.lake import Lake
+from salespipe_assets.runner import Summary, _execute, format_summary
+from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG, WEEKLY_JOB
+
+
+def days_between(start: dt.date, end: dt.date) -> list[str]:
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def backfill_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake,
+                  start: dt.date, end: dt.date, progress: bool = True) -> Summary:
+    """Run ``daily_job`` for every complete landed day in [start, end], then ``weekly_job``
+    for each week those days belong to."""
+    summary = Summary()
+    scan = lake.scan_landing()
+    valid_days = set(daily_partitions.get_partition_keys())
+    todo = []
+    for day in days_between(start, end):
+        files = scan.days.get(day)
+        if files is None:
+            summary.incomplete[day] = ["nothing landed"]
+        elif not files.complete:
+            summary.incomplete[day] = [f"missing {t}" for t in files.missing] + files.problems
+        elif day not in valid_days:
+            summary.errors.append(f"business day {day} is outside the partition range; "
+                                  "set SALESPIPE_PARTITION_START/END")
+        else:
+            todo.append(files)
+    if not todo and not summary.errors:
+        summary.errors.append(f"no complete business day landed between {start} and {end}")
+
+    daily_job = defs.resolve_job_def(DAILY_JOB)
+    for files in tqdm(todo, desc="days", unit="day", disable=not progress or not todo):
+        summary.days.append(_execute(daily_job, instance, files.day, {
+            FINGERPRINT_TAG: files.fingerprint, TRIGGER_TAG: "backfill"}))
+
+    # A day that failed on one bad file still staged its other files: its week is rebuilt too.
+    weeks = sorted({week_of(o.partition) for o in summary.days})
+    valid_weeks = set(weekly_partitions.get_partition_keys())
+    weekly_job = defs.resolve_job_def(WEEKLY_JOB)
+    for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
+        if week not in valid_weeks:
+            summary.errors.append(f"week {week} is outside the partition range")
+            continue
+        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: "backfill"}))
+    return summary
+
+
+def format_backfill(summary: Summary, lake_root: str, start: dt.date, end: dt.date) -> str:
+    lines = format_summary(summary, lake_root).splitlines()
+    lines[0] = f"salespipe backfill {start} .. {end} — lake {lake_root}"
+    return "\n".join(lines)
