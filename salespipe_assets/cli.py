@@ -32,7 +32,10 @@ def _configure(lake: str, warehouse: str | None, spark_master: str | None) -> No
     """Point the environment at this lake and make the partitions cover its days."""
     from salespipe_assets.resources.lake import LocalLake
 
-    lake = str(Path(lake).resolve()) if not lake.startswith("s3://") else lake
+    if not lake.startswith("s3://"):
+        if not Path(lake).is_dir():
+            raise click.BadParameter(f"{lake} is not a lake directory", param_hint="--lake")
+        lake = str(Path(lake).resolve())
     os.environ["SALESPIPE_LAKE"] = lake
     if warehouse in ("duckdb", "snowflake"):
         os.environ["SALESPIPE_WAREHOUSE_KIND"] = warehouse
@@ -98,6 +101,36 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
     with dg.DagsterInstance.get() as instance:
         summary = run_lake(defs, instance, defs.resources["lake"], progress=not quiet)
     click.echo(format_summary(summary, settings.lake))
+    for error in summary.all_errors():
+        click.echo(f"ERROR {error}", err=True)
+    if not summary.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--lake", required=True, help="Lake directory (or s3://bucket/prefix).")
+@click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First business day, YYYY-MM-DD.")
+@click.option("--end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last business day, YYYY-MM-DD.")
+@click.option("--warehouse", default=None, help="'snowflake', 'duckdb', or a DuckDB file.")
+@click.option("--spark-master", default=None, help="Spark: local[N], spark://host:7077 or 'emr'.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | None,
+             spark_master: str | None, quiet: bool) -> None:
+    """Re-materialize every landed day in [START, END] whatever ran before, then their weeks."""
+    if end < start:
+        raise click.BadParameter("must not be before --start", param_hint="--end")
+    _configure(lake, warehouse, spark_master)
+    import dagster as dg
+
+    from salespipe_assets.backfill import backfill_lake, format_backfill
+    from salespipe_assets.definitions import build_definitions
+    from salespipe_assets.settings import Settings
+
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    with dg.DagsterInstance.get() as instance:
+        summary = backfill_lake(defs, instance, defs.resources["lake"], start.date(), end.date(), progress=not quiet)
+    click.echo(format_backfill(summary, settings.lake, start.date(), end.date()))
     for error in summary.all_errors():
         click.echo(f"ERROR {error}", err=True)
     if not summary.ok:
@@ -183,15 +216,19 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, not click's usage block
+        click.echo(f"error: {exc.format_message()} (see --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
     except Exception as exc:  # one clear line unless --debug
         if debug:
             raise
-        click.echo(f"error: {exc.__class__.__name__}: {exc}", err=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        click.echo(f"error: {exc.__class__.__name__}: {first_line} (--debug for details)", err=True)
         sys.exit(1)
 
 
