@@ -4,11 +4,16 @@ helpers that write hand-built landing files."""
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
 
 from spark_steps.contract import CONTRACT
+
+# The dashboard asset refreshes Superset when one answers at SUPERSET_URL: never a
+# developer's running `make bi` from the tests (tests_bi/ start their own).
+os.environ["SUPERSET_URL"] = ""
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def _runtime(**overrides) -> EMRSparkRuntime:
 def _definitions(lake: Path, runtime: EMRSparkRuntime) -> dg.Definitions:
     root = lake.parent
     settings = Settings(env="local", lake=str(lake), warehouse=str(root / "warehouse.duckdb"),
-                        catalog=str(root / "catalog.duckdb"), spark_master="emr",
+                        catalog=str(root / "catalog.duckdb"), spark_master="local[2]",
                         partition_start="2020-01-05", partition_end=None)
     return dg.Definitions(assets=[*DAILY_ASSETS, *WEEKLY_ASSETS], jobs=[daily_job, weekly_job],
                           resources={**resources_for(settings), "spark": runtime},
