@@ -141,6 +141,7 @@ def test_lineage_from_raw_files_to_the_end_grouped_by_domain(dev_server, page):
     if dashboards:
         chain.append(dashboards[0]["groupName"])
 
+    page.set_viewport_size({"width": 1600, "height": 1200})  # room for the whole upstream graph
     page.goto(f"{dev_server.url}/assets/{'/'.join(last)}?view=lineage&lineageScope=upstream&lineageDepth=10")
     page.get_by_text("raw_sales", exact=True).first.wait_for()
     page.wait_for_timeout(1500)
@@ -164,6 +165,7 @@ def test_lineage_from_raw_files_to_the_end_grouped_by_domain(dev_server, page):
     xs = [groups[g]["x"] for g in chain]
     assert xs == sorted(xs), dict(zip(chain, xs))
     shot(page, "lineage.png")
+    page.set_viewport_size({"width": 1600, "height": 1000})
 
 
 def test_the_sensors_are_listed_and_running(dev_server, page, two_weeks):

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CHROMIUM = os.environ.get("SALESPIPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -59,39 +60,53 @@ def capture_dashboard(base_url: str, username: str, password: str, slug: str, ex
                     slice_id = (body.get("form_data") or {}).get("slice_id")
                     if slice_id is not None:
                         out.chart_requests[slice_id] = body
-                        out.chart_responses[slice_id] = response.json() if response.ok else {"status": response.status}
+                        try:
+                            out.chart_responses[slice_id] = response.json() if response.ok else \
+                                {"status": response.status}
+                        except Exception as exc:  # an event handler must not raise into Playwright
+                            out.chart_responses[slice_id] = {"unreadable": repr(exc)}
 
             context.route("**/*", only_local)
             page = context.new_page()
             page.set_default_timeout(timeout_ms)
             page.on("response", on_response)
-            page.goto(f"{base_url}/login/")
-            page.fill("input#username", username)
-            page.fill("input#password", password)
-            page.click("button[type=submit]")
-            page.wait_for_url(lambda url: "/login" not in url)
-            page.goto(f"{base_url}/superset/dashboard/{slug}/")
-            charts = page.locator("[data-test=chart-grid-component]")
-            # Settled: every chart drew its canvas or finished loading without one (empty, error).
-            page.wait_for_function(
-                """n => { const charts = [...document.querySelectorAll('[data-test=chart-grid-component]')];
-                         return charts.length >= n && charts.every(c => c.querySelector('canvas') ||
-                             (c.querySelector('[data-test=slice-container]') &&
-                              !c.querySelector('[data-test=loading-indicator]'))); }""",
-                arg=expected_charts)
-            page.wait_for_load_state("networkidle")
-            page.wait_for_timeout(1500)  # ECharts animates bars and lines in
-            for i in range(charts.count()):
-                chart = charts.nth(i)
-                name = chart.get_attribute("data-test-chart-name")
-                out.chart_names[int(chart.get_attribute("data-test-chart-id"))] = name
-                if chart.locator("canvas").count():
-                    out.chart_shots[name] = chart.locator("canvas").first.screenshot()
-                else:
-                    out.not_drawn[name] = chart.inner_text()[:300]
-            out.errors_shown = page.locator("[data-test=chart-grid-component] [role=alert]").all_inner_texts()
-            # The viewport holds the whole dashboard: a full-page capture would repeat its sticky header.
-            out.screenshot = page.screenshot()
+            try:
+                _load(page, base_url, username, password, slug, expected_charts, out)
+            except Exception as exc:
+                failed = Path(tempfile.gettempdir()) / "salespipe-dashboard-failure.png"
+                page.screenshot(path=str(failed))
+                raise RuntimeError(f"dashboard did not load ({exc.__class__.__name__}: {str(exc)[:300]}); "
+                                   f"page {page.url}, screenshot {failed}") from exc
         finally:
             context.close()
     return out
+
+
+def _load(page, base_url, username, password, slug, expected_charts, out: DashboardCapture) -> None:
+    page.goto(f"{base_url}/login/")
+    page.fill("input#username", username)
+    page.fill("input#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
+    page.goto(f"{base_url}/superset/dashboard/{slug}/")
+    charts = page.locator("[data-test=chart-grid-component]")
+    # Settled: every chart drew its canvas or finished loading without one (empty, error).
+    page.wait_for_function(
+        """n => { const charts = [...document.querySelectorAll('[data-test=chart-grid-component]')];
+                 return charts.length >= n && charts.every(c => c.querySelector('canvas') ||
+                     (c.querySelector('[data-test=slice-container]') &&
+                      !c.querySelector('[data-test=loading-indicator]'))); }""",
+        arg=expected_charts)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(1500)  # ECharts animates bars and lines in
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        name = chart.get_attribute("data-test-chart-name")
+        out.chart_names[int(chart.get_attribute("data-test-chart-id"))] = name
+        if chart.locator("canvas").count():
+            out.chart_shots[name] = chart.locator("canvas").first.screenshot()
+        else:
+            out.not_drawn[name] = chart.inner_text()[:300]
+    out.errors_shown = page.locator("[data-test=chart-grid-component] [role=alert]").all_inner_texts()
+    # The viewport holds the whole dashboard: a full-page capture would repeat its sticky header.
+    out.screenshot = page.screenshot()
