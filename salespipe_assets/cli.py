@@ -28,11 +28,13 @@ def _dagster_home() -> Path:
     return home
 
 
-def _configure(lake: str, warehouse: str | None, spark_master: str | None) -> None:
+def _configure(lake: str, warehouse: str | None, spark_master: str | None, create: bool = False) -> None:
     """Point the environment at this lake and make the partitions cover its days."""
     from salespipe_assets.resources.lake import LocalLake
 
     if not lake.startswith("s3://"):
+        if create and not Path(lake).exists():  # a new, empty lake for the sensor to watch
+            (Path(lake) / "raw").mkdir(parents=True)
         if not Path(lake).is_dir():
             raise click.BadParameter(f"{lake} is not a lake directory", param_hint="--lake")
         lake = str(Path(lake).resolve())
@@ -148,7 +150,7 @@ def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | N
               help="Seconds between sensor ticks [default: 15].")
 def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:
     """Start the Dagster UI and daemon on 127.0.0.1 (sensors on) with a project-local DAGSTER_HOME."""
-    _configure(lake, warehouse, spark_master)
+    _configure(lake, warehouse, spark_master, create=True)
     if sensor_interval:
         os.environ["SALESPIPE_SENSOR_INTERVAL"] = str(sensor_interval)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
