@@ -12,10 +12,10 @@ import datetime as dt
 import dagster as dg
 from tqdm import tqdm
 
-from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
+from salespipe_assets.partitions import daily_partitions, week_of
 from salespipe_assets.resources.lake import Lake
-from salespipe_assets.runner import Summary, _execute, format_summary
-from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG, WEEKLY_JOB
+from salespipe_assets.runner import Summary, _execute, build_weeks, format_summary
+from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG
 
 
 def days_between(start: dt.date, end: dt.date) -> list[str]:
@@ -53,13 +53,7 @@ def backfill_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake
 
     # A day that failed on one bad file still staged its other files: its week is rebuilt too.
     weeks = sorted({week_of(o.partition) for o in summary.days})
-    valid_weeks = set(weekly_partitions.get_partition_keys())
-    weekly_job = defs.resolve_job_def(WEEKLY_JOB)
-    for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
-        if week not in valid_weeks:
-            summary.errors.append(f"week {week} is outside the partition range")
-            continue
-        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: "backfill"}))
+    build_weeks(defs, instance, weeks, summary, trigger="backfill", progress=progress)
     return summary
 
 

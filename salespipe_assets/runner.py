@@ -93,15 +93,21 @@ def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, pro
         summary.days.append(_execute(daily_job, instance, day.day, {
             FINGERPRINT_TAG: day.fingerprint, TRIGGER_TAG: "cli"}))
 
-    weekly_job = defs.resolve_job_def(WEEKLY_JOB)
     weeks = _weeks_to_build(instance, {week_of(d) for d in [*summary.unchanged_days, *(o.partition for o in summary.days)]})
+    build_weeks(defs, instance, weeks, summary, trigger="cli", progress=progress)
+    return summary
+
+
+def build_weeks(defs: dg.Definitions, instance: dg.DagsterInstance, weeks: list[str], summary: Summary,
+                trigger: str, progress: bool = True) -> None:
+    """Run ``weekly_job`` for each week, oldest first, recording outcomes in ``summary``."""
+    weekly_job = defs.resolve_job_def(WEEKLY_JOB)
     valid_weeks = set(weekly_partitions.get_partition_keys())
     for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
         if week not in valid_weeks:
             summary.errors.append(f"week {week} is outside the partition range")
             continue
-        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: "cli"}))
-    return summary
+        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: trigger}))
 
 
 def _weeks_to_build(instance: dg.DagsterInstance, weeks: set[str]) -> list[str]:
