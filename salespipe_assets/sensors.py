@@ -35,8 +35,14 @@ SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "15"))
 
 @dataclass
 class LandingCursor:
+    """Newest last-modified time seen, plus each file seen at that time with its checksum.
+
+    S3 timestamps have one-second resolution: a file re-sent within the same second as the
+    cursor is still new when its checksum differs, so the keys carry their checksums.
+    """
+
     modified: float = 0.0
-    keys: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # "raw/<name>@<checksum>"
 
     @classmethod
     def load(cls, text: str | None) -> "LandingCursor":
@@ -45,8 +51,12 @@ class LandingCursor:
     def dump(self) -> str:
         return json.dumps(asdict(self))
 
+    @staticmethod
+    def _seen(f: LandedFile) -> str:
+        return f"{f.rel}@{f.fingerprint}"
+
     def is_new(self, f: LandedFile) -> bool:
-        return f.modified > self.modified or (f.modified == self.modified and f.rel not in self.keys)
+        return f.modified > self.modified or (f.modified == self.modified and self._seen(f) not in self.keys)
 
     def advanced(self, files: list[LandedFile]) -> "LandingCursor":
         if not files:
@@ -54,8 +64,10 @@ class LandingCursor:
         newest = max(f.modified for f in files)
         if newest < self.modified:
             return self
-        keys = sorted({f.rel for f in files if f.modified == newest} | (set(self.keys) if newest == self.modified else set()))
-        return LandingCursor(newest, keys)
+        at_newest = {self._seen(f) for f in files if f.modified == newest}
+        if newest == self.modified:
+            at_newest |= set(self.keys)
+        return LandingCursor(newest, sorted(at_newest))
 
 
 @dg.sensor(
