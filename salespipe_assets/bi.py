@@ -20,10 +20,11 @@ import http.cookiejar
 import json
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404  # fixed argument lists only, never a shell
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,8 @@ BI_DIR = PROJECT_ROOT / "bi"
 REQUIREMENTS = [BI_DIR / "requirements-bi.txt", BI_DIR / "constraints-bi.txt"]
 DASHBOARD_SLUG = "weekly-sales-inventory"
 LOCAL_DEFAULT_USER = "admin"
-LOCAL_DEFAULT_PASSWORD = "admin"  # the documented local-only default (bi/bootstrap.py prints it)
+# The documented local-only default (bi/bootstrap.py prints it); SUPERSET_ADMIN_PASSWORD overrides it.
+LOCAL_DEFAULT_PASSWORD = "admin"  # nosec B105  # local Superset on 127.0.0.1 only, not a secret
 
 
 @dataclass(frozen=True)
@@ -63,17 +65,19 @@ class BIConfig:
 
 def ensure_venv(cfg: BIConfig, echo=print) -> bool:
     """Create the Superset venv and install the pinned requirements if they changed; True if it installed."""
-    digest = hashlib.sha1(b"".join(p.read_bytes() for p in REQUIREMENTS)).hexdigest()[:12]
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in REQUIREMENTS), usedforsecurity=False).hexdigest()[:12]
     stamp = cfg.venv / f".installed-{digest}"
     if stamp.exists():
         return False
     python = cfg.venv / "bin" / "python"
     if not python.exists():
         echo(f"creating {cfg.venv} (Superset has its own environment)")
-        subprocess.run([os.environ.get("SALESPIPE_BI_PYTHON", sys.executable), "-m", "venv", str(cfg.venv)], check=True)
+        python_exe = os.environ.get("SALESPIPE_BI_PYTHON", sys.executable)
+        subprocess.run([python_exe, "-m", "venv", str(cfg.venv)], check=True)  # nosec B603  # argument list, no shell
     echo("installing Superset and the DuckDB driver (pinned in bi/; a few minutes the first time)")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(REQUIREMENTS[0]), "-c", str(REQUIREMENTS[1])], check=True)
+    install = [*pip, "-r", str(REQUIREMENTS[0]), "-c", str(REQUIREMENTS[1])]
+    subprocess.run(install, check=True)  # nosec B603  # argument list, no shell
     for old in cfg.venv.glob(".installed-*"):
         old.unlink()
     stamp.touch()
@@ -93,7 +97,8 @@ def bootstrap(cfg: BIConfig, warehouse: str | None = None) -> None:
     if not os.environ.get("SALESPIPE_BI_WAREHOUSE_URI"):
         args += ["--duckdb", str(Path(warehouse or default_warehouse()).resolve())]
     with open(cfg.home / "bootstrap.log", "wb") as log:
-        proc = subprocess.run(args, env=cfg.env(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.run(args, env=cfg.env(), cwd=PROJECT_ROOT,  # nosec B603  # argument list, no shell
+                              stdout=subprocess.PIPE, stderr=log)
     sys.stdout.write(proc.stdout.decode())
     if proc.returncode != 0:
         raise RuntimeError(f"bi/bootstrap.py failed (exit {proc.returncode}); see {cfg.home / 'bootstrap.log'}:\n"
@@ -132,7 +137,8 @@ def running_pid(cfg: BIConfig) -> int | None:
 
 def healthy(cfg: BIConfig, timeout: float = 2) -> bool:
     try:
-        with urllib.request.urlopen(f"{cfg.url}/health", timeout=timeout) as resp:
+        health = http_url(f"{cfg.url}/health")
+        with urllib.request.urlopen(health, timeout=timeout) as resp:  # nosec B310  # http(s) checked
             return resp.status == 200
     except (OSError, urllib.error.URLError):
         return False
@@ -147,7 +153,8 @@ def start(cfg: BIConfig, wait: float = 300) -> int:
                "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
                "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
         with open(cfg.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, env=cfg.env(), cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(cmd, env=cfg.env(), cwd=PROJECT_ROOT,  # nosec B603  # argument list, no shell
+                                    stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, preexec_fn=_restore_signals)
         pid = proc.pid
         cfg.pid_file.write_text(str(pid))
@@ -200,6 +207,14 @@ def down(cfg: BIConfig | None = None, echo=print) -> None:
     echo("Superset stopped" if stop(cfg) else "Superset was not running")
 
 
+def http_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host; urllib would also open file: and other schemes."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -216,7 +231,7 @@ class SupersetClient:
     (bound to the session cookie) that Superset wants on every write."""
 
     def __init__(self, url: str, username: str, password: str, timeout: float = 30):
-        self.url = url.rstrip("/")
+        self.url = http_url(url).rstrip("/")
         self.timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         token = self._send("POST", "/api/v1/security/login",

@@ -20,6 +20,7 @@ from salespipe_assets.bi import (
     LOCAL_DEFAULT_USER,
     SupersetClient,
     SupersetError,
+    http_url,
 )
 from salespipe_assets.partitions import weekly_partitions
 from spark_steps.contract import SNAPSHOT_TABLES
@@ -39,8 +40,9 @@ class SupersetBI(dg.ConfigurableResource):
     def unreachable_reason(self) -> str | None:
         if not self.url:
             return "SUPERSET_URL is empty"
+        health = http_url(f"{self.url.rstrip('/')}/health")  # a file: or other scheme is a ValueError
         try:
-            with urllib.request.urlopen(f"{self.url.rstrip('/')}/health", timeout=3) as resp:
+            with urllib.request.urlopen(health, timeout=3) as resp:  # nosec B310  # http(s) checked above
                 return None if resp.status == 200 else f"{self.url}/health answered {resp.status}"
         except (OSError, urllib.error.URLError) as exc:
             return f"Superset not reachable at {self.url} ({getattr(exc, 'reason', exc)})"

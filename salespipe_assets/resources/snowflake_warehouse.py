@@ -16,6 +16,7 @@ same way.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -30,6 +31,7 @@ from salespipe_assets.sql import date_literal, literal
 from spark_steps.contract import CONTRACT
 from spark_steps.fact import FACT_SCHEMA
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STAGE_PATH = re.compile(r"^[A-Za-z0-9_=./-]+$")
 
@@ -79,18 +81,22 @@ class SnowflakeWarehouse(Warehouse):
 
     # -- the Warehouse interface -------------------------------------------------------------
     def load_fact_week(self, lake: Lake, week: str) -> dict:
+        # SQL below: the table is a constant, the week a checked date_literal().
         week_sql = date_literal(week)
         return self._replace(
             lake, FACT_TABLE, fact_partition(week),
-            delete=f"DELETE FROM {FACT_TABLE} WHERE week_start = {week_sql}",
-            after_copy=f"UPDATE {FACT_TABLE} SET week_start = {week_sql} WHERE week_start IS NULL",
-            count=f"SELECT count(*) FROM {FACT_TABLE} WHERE week_start = {week_sql}",
+            delete=f"DELETE FROM {FACT_TABLE} WHERE week_start = {week_sql}",  # nosec B608  # constant + date_literal
+            after_copy=f"UPDATE {FACT_TABLE} SET week_start = {week_sql} "  # nosec B608  # as above
+                       "WHERE week_start IS NULL",
+            count=f"SELECT count(*) FROM {FACT_TABLE} WHERE week_start = {week_sql}",  # nosec B608  # as above
         )
 
     def replace_dimension(self, lake: Lake, table: str) -> dict:
         name = unquoted_name(table)
-        return self._replace(lake, name, f"curated/{table}", delete=f"DELETE FROM {name}",
-                             after_copy=None, count=f"SELECT count(*) FROM {name}")
+        return self._replace(lake, name, f"curated/{table}",
+                             delete=f"DELETE FROM {name}",  # nosec B608  # name checked by unquoted_name()
+                             after_copy=None,
+                             count=f"SELECT count(*) FROM {name}")  # nosec B608  # name checked by unquoted_name()
 
     # -- objects -------------------------------------------------------------------------------
     def stage_url(self, lake: Lake) -> str | None:
@@ -129,7 +135,7 @@ class SnowflakeWarehouse(Warehouse):
         # Looked up rather than CREATE TABLE IF NOT EXISTS every time: fakesnow treats that
         # statement on an existing table as a new table and forgets its load history.
         columns = table_columns(table)
-        cur.execute("SELECT column_name FROM information_schema.columns "
+        cur.execute("SELECT column_name FROM information_schema.columns "  # nosec B608  # literal() quotes the name
                     f"WHERE table_schema = CURRENT_SCHEMA() AND table_name = {literal(table.upper())}")
         present = {r[0].upper() for r in cur.fetchall()}
         if not present:
@@ -188,8 +194,9 @@ class SnowflakeWarehouse(Warehouse):
             except BaseException:
                 try:
                     cur.execute("ROLLBACK")
-                except Exception:  # a lost session rolls back by itself; the first error is the one to see
-                    pass
+                except Exception as rollback_error:
+                    # A lost session rolls back by itself; the first error is the one to raise.
+                    log.warning("ROLLBACK after a failed load of %s failed too: %s", table, rollback_error)
                 raise
             cur.execute(count)
             rows = cur.fetchone()[0]
