@@ -13,7 +13,7 @@ import datetime as dt
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_steps.contract import CONTRACT
+from spark_steps.contract import CONTRACT, checked_date
 from spark_steps.fact import NON_NEGATIVE_MEASURES, weekly_fact
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 
 
 def partition_path(week_start: str) -> str:
-    return f"{FACT_DATASET}/week_start={week_start}"
+    return f"{FACT_DATASET}/week_start={checked_date(week_start, 'week_start')}"
 
 
 def week_days(week_start: str) -> list[str]:

@@ -6,6 +6,7 @@ types and row rules live in exactly one place. Pure Python: no Spark or Dagster 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -14,10 +15,24 @@ SNAPSHOT_TABLES = ("store", "product", "calendar")  # full snapshots, re-sent ev
 TABLES = DAILY_TABLES + SNAPSHOT_TABLES
 
 # <table>_<YYYY-MM-DD>.csv.gz or .csv. The date part is checked separately so that a
-# name with a non-date ("sales_2024-02-30.csv") is recognised and quarantined.
+# name with a non-date ("sales_2024-02-30.csv") is recognised and quarantined. \Z, not $:
+# "$" would also match before a trailing newline.
 LANDING_NAME = re.compile(
-    r"^(?P<table>" + "|".join(TABLES) + r")_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?P<gz>\.gz)?$"
+    r"^(?P<table>" + "|".join(TABLES) + r")_(?P<date>\d{4}-\d{2}-\d{2})\.csv(?P<gz>\.gz)?\Z"
 )
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only
+
+
+def checked_date(value: str, what: str = "partition key") -> str:
+    """``value`` if it is a real date written YYYY-MM-DD, else ValueError. Partition keys and
+    business dates become lake paths, S3 keys, SQL and catalog entries: nothing else may."""
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError(f"{what} must be a YYYY-MM-DD date, not {value!r}")
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not a real date") from None
+    return value
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,14 @@ SUCCESS = "_SUCCESS"
 DATA_FILE = "part-00000.parquet"  # every published dataset directory holds exactly one
 
 
+def inside_lake(rel: str) -> str:
+    """``rel`` if it names something inside the lake: no ``..`` segment, no NUL. Every path
+    and S3 key below the lake root is built through here."""
+    if "\x00" in rel or ".." in rel.replace("\\", "/").split("/"):
+        raise ValueError(f"not a path inside the lake: {rel!r}")
+    return rel
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     kwargs = {"region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))}
@@ -53,8 +61,8 @@ class LakeFS:
 
     # -- paths -----------------------------------------------------------------
     def path(self, rel: str) -> str:
-        """Path for pyarrow.fs (no scheme)."""
-        return f"{self._base}/{rel.lstrip('/')}" if rel else self._base
+        """Path for pyarrow.fs (no scheme); ``rel`` may not climb out of the lake."""
+        return f"{self._base}/{inside_lake(rel).lstrip('/')}" if rel else self._base
 
     def uri(self, rel: str) -> str:
         """The lake URI of ``rel`` (what manifests and metadata show)."""

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 
 from pyspark import StorageLevel
 
-from spark_steps.contract import CONTRACT, LANDING_NAME
+from spark_steps.contract import CONTRACT, LANDING_NAME, checked_date
 from spark_steps.csv_parse import arrow_parser, output_schema
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish, schema_of
@@ -33,22 +32,21 @@ def add_arguments(parser) -> None:
 
 
 def output_path(table: str, business_date: str) -> str:
+    checked_date(business_date, "business date")
     if CONTRACT[table].daily:
         return f"staged/{table}/business_date={business_date}"
     return f"curated/{table}"
 
 
 def rejects_path(table: str, business_date: str) -> str:
-    return f"rejects/{table}/business_date={business_date}"
+    return f"rejects/{table}/business_date={checked_date(business_date, 'business date')}"
 
 
 def _check_arguments(table: str, source: str, business_date: str) -> None:
     """Arguments become paths: accept only a landing file of this table directly under raw/."""
     if table not in CONTRACT:
         raise ValueError(f"unknown table {table!r}")
-    dt.date.fromisoformat(business_date)
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", business_date):
-        raise ValueError(f"business date must be YYYY-MM-DD, not {business_date!r}")
+    checked_date(business_date, "business date")
     name = source[len("raw/"):] if source.startswith("raw/") else ""
     match = LANDING_NAME.match(name)
     if not match or match.group("table") != table or "/" in name:

@@ -20,7 +20,7 @@ from salespipe_assets.partitions import daily_partitions
 from salespipe_assets.resources.lake import Lake
 from salespipe_assets.resources.snowflake_warehouse import rows_as_dicts, snowflake_resource_from_env, unquoted_name
 from salespipe_assets.sql import date_literal, literal
-from spark_steps.contract import CONTRACT, TABLES, landing_name
+from spark_steps.contract import CONTRACT, TABLES, checked_date, landing_name
 
 SINGLE_FILE_LIMIT = 5 * 1024**3  # the largest single object Snowflake writes to S3
 
@@ -46,6 +46,7 @@ class SnowflakeSourceExport(dg.ConfigurableResource):
         return f"SELECT {columns} FROM {source}{where}"  # nosec B608  # unquoted_name() names, date_literal() day
 
     def unload_sql(self, table: str, day: str) -> str:
+        checked_date(day, "business day")  # a snapshot's query has no date, but its file name does
         return (f"COPY INTO @{unquoted_name(self.stage)}/{landing_name(table, day)} FROM ({self.day_query(table, day)}) "
                 f"FILE_FORMAT = (FORMAT_NAME = {literal(self.file_format)}) "
                 f"HEADER = TRUE SINGLE = TRUE OVERWRITE = TRUE MAX_FILE_SIZE = {SINGLE_FILE_LIMIT}")
@@ -67,6 +68,7 @@ class SnowflakeSourceExport(dg.ConfigurableResource):
 
     def export_day(self, lake: Lake, day: str) -> dict[str, dict]:
         """Unload the five tables of ``day``; per table the file written and Snowflake's unload result."""
+        checked_date(day, "business day")
         out = {}
         with self.snowflake.get_connection() as conn, conn.cursor() as cur:
             for sql in self.setup_sql(lake):

@@ -16,6 +16,7 @@ import boto3
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from salespipe_assets.resources.glue import glue_name
 from salespipe_assets.resources.query import QueryEngine
 from spark_steps.lakefs import LakeFS
 
@@ -91,7 +92,7 @@ class AthenaQueryEngine(QueryEngine):
         request = {
             "QueryString": sql,
             "WorkGroup": self.workgroup,
-            "QueryExecutionContext": {"Database": self.database},
+            "QueryExecutionContext": {"Database": glue_name(self.database)},
         }
         if self.output_location:
             request["ResultConfiguration"] = {"OutputLocation": self.output_location}
@@ -137,6 +138,7 @@ class AthenaQueryEngine(QueryEngine):
 
     # -- the QueryEngine interface ----------------------------------------------------------
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
+        glue_name(self.database)  # before any AWS call
         athena = self._client()
         query_id = self.start(athena, sql, params)
         execution = self.wait(athena, query_id, sql)

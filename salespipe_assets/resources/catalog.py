@@ -14,7 +14,7 @@ import duckdb
 
 from salespipe_assets.resources.lake import Lake
 from salespipe_assets.sql import date_literal, identifier, literal
-from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES
+from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES, checked_date
 from spark_steps.fact import FACT_COLUMNS
 
 FACT_TABLE = "weekly_sales_inventory"
@@ -65,6 +65,7 @@ class DuckDBCatalog(Catalog):
             return self._refresh(con, lake, tables)
 
     def register_fact_week(self, lake: Lake, week: str) -> dict:
+        checked_date(week, "week")
         with duckdb.connect(self.database) as con:
             total = self._refresh(con, lake, [FACT_TABLE]).get(FACT_TABLE, 0)
             count = (f"SELECT count(*) FROM {identifier(FACT_TABLE)} "  # nosec B608  # identifier/date_literal

@@ -12,6 +12,7 @@ re-published partitions are read again.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from pyarrow import fs as pafs
 
 from salespipe_assets.resources.catalog import FACT_TABLE, Catalog
 from salespipe_assets.resources.lake import Lake
-from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES
+from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES, checked_date
 
 GLUE_BATCH = 100  # BatchCreatePartition / BatchUpdatePartition accept at most 100 entries
 PARQUET_SD = {
@@ -34,6 +35,22 @@ PARQUET_SD = {
 }
 FILES_PARAM = "salespipe.files"
 ROWS_PARAM = "numRows"
+_GLUE_NAME = re.compile(r"[A-Za-z0-9_]{1,255}")  # what Athena accepts unquoted
+
+
+def glue_name(name: str) -> str:
+    """A Glue database name from configuration, if it is one Athena can use as written."""
+    if not isinstance(name, str) or not _GLUE_NAME.fullmatch(name):
+        raise ValueError(f"not a Glue/Athena database name (letters, digits, _): {name!r}")
+    return name
+
+
+def _is_date(value: str) -> bool:
+    try:
+        checked_date(value)
+        return True
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,8 @@ def _published_files(lake: Lake, ds: Dataset) -> _Files:
             if len(parts) != 2 or not parts[0].startswith(f"{ds.partition_key}="):
                 continue
             value = parts[0].split("=", 1)[1]
+            if not _is_date(value):
+                continue  # not a partition this pipeline writes: never catalogued
         elif len(parts) != 1:
             continue
         else:
@@ -130,6 +149,8 @@ class GlueCatalog(Catalog):
 
     # -- the Catalog interface ----------------------------------------------------------
     def register_fact_week(self, lake: Lake, week: str) -> dict:
+        checked_date(week, "week")
+        glue_name(self.database)
         visible = self._register(self._client(), lake, FACT_TABLE, schema_from=week)
         if visible is None:
             return {"rows_in_week": 0, "rows_total": 0}
@@ -137,6 +158,7 @@ class GlueCatalog(Catalog):
                 "glue_table": f"{self.database}.{FACT_TABLE}", **visible["changes"]}
 
     def register_tables(self, lake: Lake, tables: list[str]) -> dict[str, int]:
+        glue_name(self.database)
         glue = self._client()
         rows = {}
         for table in tables:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from salespipe_assets.resources.lake import Lake
+from spark_steps.contract import checked_date
 from spark_steps.lakefs import MANIFEST, SUCCESS
 
 # asset key -> dataset directory under the lake ({partition} is the partition key)
@@ -58,7 +59,7 @@ class LakeIOManager(dg.ConfigurableIOManager):
         template = self.datasets[name]
         if "{partition}" in template and partition is None:
             raise dg.Failure(f"asset {name} lives in partitions of {template}: a partition key is needed")
-        return template.format(partition=partition)
+        return template.format(partition=checked_date(partition) if "{partition}" in template else None)
 
     def published(self, rel: str) -> LakeDataset:
         fs = self.lake.fs

@@ -18,7 +18,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from spark_steps.contract import LANDING_NAME, TABLES
-from spark_steps.lakefs import MANIFEST, LakeFS
+from spark_steps.lakefs import MANIFEST, LakeFS, inside_lake
 
 _CANDIDATE_NAME = re.compile(r"^(?P<table>" + "|".join(TABLES) + r")_(?P<date>[^/]*?)\.csv(\.gz)?$")
 
@@ -120,7 +120,7 @@ class Lake(dg.ConfigurableResource):
 
     def quarantine(self, rel: str, reason: str) -> str:
         """Move a landed file aside with a JSON reason; return where it went."""
-        name = rel.rsplit("/", 1)[-1]
+        name = inside_lake(rel).rsplit("/", 1)[-1]
         target, n = f"quarantine/{name}", 1
         while self.fs.exists(target):
             n += 1
@@ -187,12 +187,17 @@ class S3Lake(Lake):
                                       modified=obj["LastModified"].timestamp()))
         return out
 
+    def _key(self, rel: str) -> str:
+        """The S3 key of ``rel``: never outside the lake's prefix."""
+        return self.prefix + inside_lake(rel).lstrip("/")
+
     def _exists(self, rel: str) -> bool:
-        listed = self.s3.get_client().list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + rel, MaxKeys=1)
-        return any(o["Key"] == self.prefix + rel for o in listed.get("Contents", []))
+        key = self._key(rel)
+        listed = self.s3.get_client().list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        return any(o["Key"] == key for o in listed.get("Contents", []))
 
     def read_manifest(self, dataset_rel: str) -> dict | None:
-        key = f"{self.prefix}{dataset_rel}/{MANIFEST}"
+        key = self._key(f"{dataset_rel}/{MANIFEST}")
         try:
             body = self.s3.get_client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except self.s3.get_client().exceptions.NoSuchKey:
@@ -200,16 +205,17 @@ class S3Lake(Lake):
         return json.loads(body)
 
     def quarantine(self, rel: str, reason: str) -> str:
+        source = self._key(rel)
         client = self.s3.get_client()
         name = rel.rsplit("/", 1)[-1]
         target, n = f"quarantine/{name}", 1
         while self._exists(target):
             n += 1
             target = f"quarantine/{name}.{n}"
-        client.copy_object(Bucket=self.bucket, Key=self.prefix + target,
-                           CopySource={"Bucket": self.bucket, "Key": self.prefix + rel})
-        client.delete_object(Bucket=self.bucket, Key=self.prefix + rel)
+        client.copy_object(Bucket=self.bucket, Key=self._key(target),
+                           CopySource={"Bucket": self.bucket, "Key": source})
+        client.delete_object(Bucket=self.bucket, Key=source)
         body = json.dumps({"file": rel, "reason": reason, "quarantined_to": target,
                            "detected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-        client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{target}.reason.json", Body=body.encode())
+        client.put_object(Bucket=self.bucket, Key=self._key(f"{target}.reason.json"), Body=body.encode())
         return target

@@ -109,6 +109,9 @@ class SnowflakeWarehouse(Warehouse):
     def ensure_objects(self, cur, lake: Lake, tables: list[str]) -> None:
         """File format, stage and tables, created or completed; nothing that exists is replaced
         except a stage that points somewhere else than the lake."""
+        for name in (self.file_format, self.stage, self.storage_integration):
+            if name is not None:
+                unquoted_name(name)  # every configured name checked before the first statement
         cur.execute(f"CREATE FILE FORMAT IF NOT EXISTS {unquoted_name(self.file_format)} TYPE = PARQUET")
         self._ensure_stage(cur, lake)
         for table in tables:

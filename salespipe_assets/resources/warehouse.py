@@ -12,14 +12,14 @@ import duckdb
 
 from salespipe_assets.resources.lake import Lake
 from salespipe_assets.sql import date_literal, identifier, literal
-from spark_steps.contract import CONTRACT
+from spark_steps.contract import CONTRACT, checked_date
 from spark_steps.fact import FACT_SCHEMA
 
 FACT_TABLE = "weekly_sales_inventory"
 
 
 def fact_partition(week: str) -> str:
-    return f"curated/{FACT_TABLE}/week_start={week}"
+    return f"curated/{FACT_TABLE}/week_start={checked_date(week, 'week')}"
 
 
 class Warehouse(dg.ConfigurableResource):

@@ -42,7 +42,7 @@ import boto3
 
 # Copy of spark_steps.contract.TABLES (this file ships alone); a test keeps them equal.
 TABLES = ("sales", "inventory", "store", "product", "calendar")
-LANDING_NAME = re.compile(r"^(?P<table>" + "|".join(TABLES) + r")_(?P<day>\d{4}-\d{2}-\d{2})\.csv(\.gz)?$")
+LANDING_NAME = re.compile(r"^(?P<table>" + "|".join(TABLES) + r")_(?P<day>\d{4}-\d{2}-\d{2})\.csv(\.gz)?\Z")
 
 JOB_NAME = "daily_job"
 REPOSITORY_NAME = "__repository__"
