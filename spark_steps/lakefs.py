@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +24,40 @@ from pyarrow import fs as pafs
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 DATA_FILE = "part-00000.parquet"  # every published dataset directory holds exactly one
+
+
+class LakeWriteError(Exception):
+    """The lake could not be written (not writable, full, a file where a directory should
+    be). One line naming the dataset and the reason; what was half written is removed."""
+
+    def __init__(self, uri: str, reason: str):
+        super().__init__(f"cannot publish {uri}: {reason}")
+        self.uri, self.reason = uri, reason
+
+
+# "pkg.Class: message" anywhere in a Java/Py4J error text ("Caused by: ...", "...: ...")
+_JAVA_EXCEPTION = re.compile(r"(?:^|: |Caused by: )((?:[a-z_][\w$]*\.)+[A-Z][\w$]*): ([^\n]*)", re.M)
+_JAVA_CLASS_PREFIX = re.compile(r"^(?:(?:[a-z_][\w$]*\.)+[A-Z][\w$]*: )+")
+_IO_PACKAGES = ("java.io.", "java.nio.file.", "org.apache.hadoop.fs.")
+_ERRNO = re.compile(r"^\[Errno \d+\] ")
+_DETAIL = re.compile(r"\.? Detail: \[errno \d+\] (.*)$")
+
+
+def io_failure_reason(exc: BaseException) -> str | None:
+    """The root reason of an I/O failure, on one line; None when ``exc`` is not one.
+
+    A Python ``OSError`` (pyarrow's filesystem errors are) is one; a Spark/Py4J error is
+    one when its chain holds a java.io / java.nio.file / Hadoop filesystem exception,
+    and the reason is the innermost such exception's message."""
+    if isinstance(exc, OSError):
+        # pyarrow: "[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on device"
+        text = _ERRNO.sub("", " ".join(str(exc).split()))
+        return _DETAIL.sub(r" (\1)", text) or type(exc).__name__
+    found = [(cls, msg) for cls, msg in _JAVA_EXCEPTION.findall(str(exc)) if cls.startswith(_IO_PACKAGES)]
+    if not found:
+        return None
+    cls, msg = found[-1]
+    return _JAVA_CLASS_PREFIX.sub("", msg.strip()) or cls.rsplit(".", 1)[-1]
 
 
 def inside_lake(rel: str) -> str:
@@ -122,9 +157,13 @@ class LakeFS:
         if not self.is_s3:
             self.fs.create_dir(self.path(parent), recursive=True)
             tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}" if parent else f".{name}.{uuid.uuid4().hex[:8]}"
-            with self.fs.open_output_stream(self.path(tmp)) as f:
-                f.write(data)
-            self.fs.move(self.path(tmp), self.path(rel))
+            try:
+                with self.fs.open_output_stream(self.path(tmp)) as f:
+                    f.write(data)
+                self.fs.move(self.path(tmp), self.path(rel))
+            except Exception:
+                self._best_effort(self.fs.delete_file, self.path(tmp))  # e.g. half written on a full disk
+                raise
         else:  # a single S3 PUT replaces an object atomically
             with self.fs.open_output_stream(self.path(rel)) as f:
                 f.write(data)
@@ -150,29 +189,61 @@ class LakeFS:
         if self.exists(rel):
             self.fs.delete_dir(self.path(rel))
 
+    def discard(self, uri: str) -> None:
+        """Remove a staging directory handed out by ``spark_output``, if it is there."""
+        src_fs, src_dir = self._filesystem_of(uri)
+        self._best_effort(src_fs.delete_dir, src_dir)
+
+    @staticmethod
+    def _best_effort(operation, path: str) -> None:
+        try:
+            operation(path)
+        except OSError:
+            pass  # already gone, or the lake is unwritable: the original error is what matters
+
     def publish(self, written_uri: str, final_rel: str, manifest: dict) -> None:
         """Publish the single Parquet file Spark wrote under ``written_uri`` as
         ``final_rel/part-00000.parquet``, then the manifest, then ``_SUCCESS``.
 
         Replacing one file is atomic (a rename on a local disk, one PUT on S3), so a
-        reader sees the old partition or the new one, never a mix or half of one. A
-        crash after the data and before the manifest leaves a stale manifest, which the
-        row-count checks catch and the rerun rewrites.
+        reader sees the old partition or the new one, never a mix or half of one.
+        ``_SUCCESS`` is removed first and written last, so whenever it is present the
+        manifest describes the data file next to it; a crash in between leaves a
+        partition without ``_SUCCESS`` (readers that honour it skip it, the others see
+        old or new whole rows), which the rerun completes.
+
+        An I/O failure (unwritable or full lake) raises ``LakeWriteError`` with one line
+        naming the partition; the staging directory is removed, and so is a data file
+        this call added to a partition that did not have one.
         """
         src_fs, src_dir = self._filesystem_of(written_uri)
-        parts = [i for i in src_fs.get_file_info(pafs.FileSelector(src_dir))
-                 if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")]
-        if len(parts) != 1:
-            raise RuntimeError(f"expected one Parquet file under {written_uri}, found {len(parts)}")
+        try:
+            parts = [i for i in src_fs.get_file_info(pafs.FileSelector(src_dir))
+                     if i.base_name.startswith("part-") and i.base_name.endswith(".parquet")]
+            if len(parts) != 1:
+                raise RuntimeError(f"expected one Parquet file under {written_uri}, found {len(parts)}")
+            self._replace(src_fs, parts[0].path, final_rel, manifest)
+        except OSError as exc:
+            raise LakeWriteError(self.uri(final_rel), io_failure_reason(exc)) from exc
+        finally:
+            self._best_effort(src_fs.delete_dir, src_dir)
+
+    def _replace(self, src_fs: pafs.FileSystem, src_path: str, final_rel: str, manifest: dict) -> None:
         final_data = f"{final_rel}/{DATA_FILE}"
         if not self.is_s3:
             self.fs.create_dir(self.path(final_rel), recursive=True)
-        same_fs = type(src_fs) is type(self.fs)
-        if same_fs and not self.is_s3:
-            self.fs.move(parts[0].path, self.path(final_data))
+        if self.exists(f"{final_rel}/{SUCCESS}"):
+            self.fs.delete_file(self.path(f"{final_rel}/{SUCCESS}"))
+        first_publish = not self.exists(final_data)
+        if type(src_fs) is type(self.fs) and not self.is_s3:
+            self.fs.move(src_path, self.path(final_data))
         else:
-            pafs.copy_files(parts[0].path, self.path(final_data), source_filesystem=src_fs,
+            pafs.copy_files(src_path, self.path(final_data), source_filesystem=src_fs,
                             destination_filesystem=self.fs)
-        self.write_json(f"{final_rel}/{MANIFEST}", manifest)
-        self.write_bytes(f"{final_rel}/{SUCCESS}", b"")
-        src_fs.delete_dir(src_dir)
+        try:
+            self.write_json(f"{final_rel}/{MANIFEST}", manifest)
+            self.write_bytes(f"{final_rel}/{SUCCESS}", b"")
+        except Exception:
+            if first_publish:  # no partition rather than data without its manifest
+                self._best_effort(self.fs.delete_file, self.path(final_data))
+            raise

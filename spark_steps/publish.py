@@ -6,7 +6,7 @@ import datetime as dt
 
 from pyspark.sql import DataFrame
 
-from spark_steps.lakefs import LakeFS
+from spark_steps.lakefs import LakeFS, LakeWriteError, io_failure_reason
 
 
 def schema_of(df: DataFrame) -> list[dict]:
@@ -22,9 +22,20 @@ def publish(
 ) -> dict:
     """Write ``df`` as one sorted Parquet file, then publish it with its manifest
     (see ``LakeFS.publish``). One file, sorted: re-publishing the same rows gives the
-    same Parquet content."""
+    same Parquet content.
+
+    When Spark cannot write (the lake is full, unwritable, or a file stands where a
+    directory should be), ``LakeWriteError`` says so in one line naming ``final_rel``;
+    nothing is left behind (Spark aborts its job; its staging directory is removed)."""
     written = lake.spark_output(final_rel)
-    df.coalesce(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
+    try:
+        df.coalesce(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
+    except Exception as exc:
+        lake.discard(written)
+        reason = io_failure_reason(exc)
+        if reason is None:
+            raise
+        raise LakeWriteError(lake.uri(final_rel), reason) from exc
     full = {
         **manifest,
         "path": lake.uri(final_rel),

@@ -4,7 +4,8 @@ A step module defines ``add_arguments(parser)`` and ``run(spark, **args) -> dict
 ends with ``if __name__ == "__main__": main(run, add_arguments)``. Dagster calls ``run``
 in-process with the run's SparkSession; ``spark-submit step.py ...`` goes through
 ``main``, which reports the result through Dagster Pipes when launched by Pipes and
-prints it as JSON otherwise.
+prints it as JSON otherwise. A lake that cannot be written (``LakeWriteError``) ends the
+program with one ``ERROR`` line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import sys
 from typing import Callable
+
+from spark_steps.lakefs import LakeWriteError
 
 
 class StepFailed(Exception):
@@ -60,6 +63,9 @@ def main(run: Callable[..., dict], add_arguments: Callable[[argparse.ArgumentPar
         result, failure = run(spark, **args), None
     except StepFailed as exc:
         result, failure = exc.result, str(exc)
+    except LakeWriteError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        sys.exit(1)
     _report(result, failure)
     sys.exit(2 if failure else 0)
 

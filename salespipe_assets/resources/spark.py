@@ -10,7 +10,8 @@
 - ``emr``: ``EMRSparkRuntime`` in ``emr.py``, a subclass: one transient EMR cluster per run.
 
 Whatever the target, ``run_step(context, step, **args) -> dict`` is what the assets call,
-and a step that reports a bad input fails its asset with the step's own explanation.
+and a step that reports a bad input fails its asset with the step's own explanation; a
+lake that cannot be written fails it with one line naming the partition and the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 
 import dagster as dg
 
+from spark_steps.lakefs import LakeWriteError
 from spark_steps.runtime import StepFailed, spark_session
 
 _shipped: set[str] = set()  # SparkContext application ids the steps package was added to
@@ -65,6 +67,9 @@ class SparkRuntime(dg.ConfigurableResource):
             return module.run(self.session(), run_id=context.run.run_id, **args)
         except StepFailed as exc:
             raise step_failure(str(exc), exc.result) from None
+        except LakeWriteError as exc:
+            raise dg.Failure(description=str(exc), metadata={"path": dg.MetadataValue.path(exc.uri),
+                                                             "reason": exc.reason}) from exc
 
 
 def _ship_steps_package(session) -> None:
