@@ -58,13 +58,25 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str
             mat = event.event_specific_data.materialization
             outcome.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            data = event.event_specific_data
-            described = data.user_failure_data.description if data.user_failure_data else None
-            outcome.errors.append(described or data.error.message.strip().splitlines()[-1])
+            outcome.errors.append(step_failure_message(event.event_specific_data))
     for stat in instance.get_run_step_stats(result.run_id):
         if stat.start_time and stat.end_time:
             outcome.step_seconds[stat.step_key] = stat.end_time - stat.start_time
     return outcome
+
+
+def step_failure_message(data) -> str:
+    """One line for a failed step: the asset's own description, else the error's last line.
+    A step that exhausted its retry policy names the error it kept failing with."""
+    described = data.user_failure_data.description if data.user_failure_data else None
+    if described:
+        return described
+    error = data.error
+    message = error.message.strip()
+    if message.startswith("Exceeded max_retries") and error.cause is not None:
+        retries = message.removeprefix("Exceeded max_retries of").strip(" :")
+        return f"{error.cause.message.strip().splitlines()[-1]} (still failing after {retries} retries)"
+    return message.splitlines()[-1]
 
 
 def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:

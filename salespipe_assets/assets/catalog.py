@@ -7,6 +7,7 @@ from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
 from salespipe_assets.resources import Catalog, Lake, QueryEngine
 from salespipe_assets.resources.catalog import DAILY_CATALOG_TABLES, FACT_TABLE
+from salespipe_assets.retries import SERVICE_RETRY_POLICY
 from salespipe_assets.sql import date_literal, identifier
 from spark_steps.contract import DAILY_TABLES, SNAPSHOT_TABLES
 from spark_steps.fact import NON_NEGATIVE_MEASURES
@@ -29,6 +30,7 @@ def _catalog_table(table: str) -> str:
     deps=[FACT_KEY],
     kinds={"sql"},
     description="The fact as a catalog table over its Parquet partitions; each week a partition.",
+    retry_policy=SERVICE_RETRY_POLICY,
     check_specs=[
         dg.AssetCheckSpec("unique_keys", asset=CATALOG_FACT_KEY,
                           description="(store_key, prod_key) appears once in the week, read through the query engine."),
@@ -69,6 +71,7 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
                      description=f"`{_catalog_table(t)}` (and `rejects_{t}`) as catalog tables.")
         for t in SNAPSHOT_TABLES + DAILY_TABLES
     ],
+    retry_policy=SERVICE_RETRY_POLICY,
 )
 def catalog_daily_tables(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog):
     """Dimensions, staged tables and their rejects as catalog tables."""

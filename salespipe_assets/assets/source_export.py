@@ -19,6 +19,7 @@ from dagster_snowflake import SnowflakeResource
 from salespipe_assets.partitions import daily_partitions
 from salespipe_assets.resources.lake import Lake
 from salespipe_assets.resources.snowflake_warehouse import rows_as_dicts, snowflake_resource_from_env, unquoted_name
+from salespipe_assets.retries import SERVICE_RETRY_POLICY
 from salespipe_assets.sql import date_literal, literal
 from spark_steps.contract import CONTRACT, TABLES, checked_date, landing_name
 
@@ -100,6 +101,7 @@ def source_export_from_env() -> SnowflakeSourceExport:
     description=("One business day of sales, inventory, store, product and calendar unloaded from the "
                  "source database into `raw/<table>_<day>.csv.gz` (gzip CSV with header, one file per "
                  "table); re-running a day overwrites the same files."),
+    retry_policy=SERVICE_RETRY_POLICY,
 )
 def snowflake_source_export(context: dg.AssetExecutionContext, lake: Lake,
                             source_export: SnowflakeSourceExport) -> dg.MaterializeResult:

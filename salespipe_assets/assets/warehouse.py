@@ -9,6 +9,7 @@ from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
 from salespipe_assets.resources import Lake, Warehouse
 from salespipe_assets.resources.warehouse import FACT_TABLE, fact_partition
+from salespipe_assets.retries import SERVICE_RETRY_POLICY
 from spark_steps.contract import SNAPSHOT_TABLES
 
 WAREHOUSE_FACT_KEY = dg.AssetKey(["warehouse", FACT_TABLE])
@@ -25,6 +26,7 @@ def warehouse_key(table: str) -> dg.AssetKey:
     deps=[FACT_KEY, CATALOG_FACT_KEY],
     kinds={"sql"},
     description="The fact as a warehouse table, replaced one week at a time.",
+    retry_policy=SERVICE_RETRY_POLICY,
     check_specs=[dg.AssetCheckSpec(
         "rows_match_curated", asset=WAREHOUSE_FACT_KEY,
         description="Warehouse rows for the week = rows in the curated Parquet partition.")],
@@ -50,6 +52,7 @@ def warehouse_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: La
                         kinds={"sql"}, description=f"The `{t}` dimension as a warehouse table.",
                         skippable=True)
            for t in SNAPSHOT_TABLES],
+    retry_policy=SERVICE_RETRY_POLICY,
 )
 def warehouse_dimensions(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse):
     """Replace each dimension table with the latest published snapshot."""
