@@ -24,8 +24,10 @@ Where fakesnow falls short, and what is done instead:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -40,16 +42,11 @@ from sqlglot import exp
 
 from salespipe_assets.assets.source_export import SnowflakeSourceExport
 from salespipe_assets.datagen import generate
-from salespipe_assets.jobs import DAILY_ASSETS, WEEKLY_ASSETS, daily_job, weekly_job
-from salespipe_assets.resources import resources_for
 from salespipe_assets.resources.lake import LocalLake
 from salespipe_assets.resources.snowflake_warehouse import (
     SnowflakeWarehouse,
-    snowflake_warehouse_from_env,
     table_columns,
 )
-from salespipe_assets.runner import run_lake
-from salespipe_assets.settings import Settings
 from spark_steps.contract import CONTRACT, SNAPSHOT_TABLES
 from spark_steps.fact import FACT_COLUMNS, FACT_SCHEMA
 from tests.servers import free_port, start, stop
@@ -262,26 +259,23 @@ def test_a_column_the_table_lacks_is_added_before_loading(snowflake, lake):
 # -- the whole pipeline -------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_pipeline_run_with_the_snowflake_warehouse_on_a_local_lake(spark, fakesnow_port, tmp_path, monkeypatch):
-    """What ``salespipe run --warehouse snowflake`` does: a generated local lake through the
-    real pipeline (Spark, Dagster), the warehouse chosen apart from the lake and configured
-    from SNOWFLAKE_* variables through ``dg.EnvVar``. Run twice: the second run changes nothing."""
+def test_salespipe_run_with_the_snowflake_warehouse_on_a_local_lake(fakesnow_port, tmp_path):
+    """``salespipe run --warehouse snowflake`` as a person runs it (a real subprocess: its own
+    Spark local mode, its own Dagster instance) on a generated local lake, with the fakesnow
+    server standing in for Snowflake through the SNOWFLAKE_* variables (read with
+    ``dg.EnvVar``). The tables equal the curated Parquet; a second run changes nothing."""
     secret = "not-in-any-metadata-7f3a"
-    for name, value in {"SNOWFLAKE_ACCOUNT": "fakesnow", "SNOWFLAKE_USER": "fake", "SNOWFLAKE_PASSWORD": secret,
-                        "SNOWFLAKE_DATABASE": "SALESPIPE", "SNOWFLAKE_SCHEMA": "PIPELINE",
-                        "SNOWFLAKE_HOST": "127.0.0.1", "SNOWFLAKE_PORT": str(fakesnow_port),
-                        "SNOWFLAKE_PROTOCOL": "http"}.items():
-        monkeypatch.setenv(name, value)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESPIPE_", "SNOWFLAKE_"))}
+    env.update({"SNOWFLAKE_ACCOUNT": "fakesnow", "SNOWFLAKE_USER": "fake", "SNOWFLAKE_PASSWORD": secret,
+                "SNOWFLAKE_DATABASE": "SALESPIPE", "SNOWFLAKE_SCHEMA": "CLI",
+                "SNOWFLAKE_HOST": "127.0.0.1", "SNOWFLAKE_PORT": str(fakesnow_port),
+                "SNOWFLAKE_PROTOCOL": "http", "DAGSTER_HOME": str(tmp_path / "home")})
     lake = tmp_path / "lake"
     generate(lake, dt.date(2024, 1, 12), 3, scale=0.002, seed=5, progress=False)  # Fri..Sun: two weeks
-    settings = Settings(env="local", lake=str(lake), warehouse=str(tmp_path / "unused.duckdb"),
-                        catalog=str(tmp_path / "catalog.duckdb"), spark_master="local[2]",
-                        partition_start="2020-01-05", partition_end=None)
-    defs = dg.Definitions(assets=[*DAILY_ASSETS, *WEEKLY_ASSETS], jobs=[daily_job, weekly_job],
-                          resources={**resources_for(settings), "warehouse": snowflake_warehouse_from_env()},
-                          executor=dg.in_process_executor)
+    command = [str(Path(sys.executable).parent / "salespipe"), "run", "--lake", str(lake),
+               "--warehouse", "snowflake", "--quiet"]
     check = SnowflakeResource(account="fakesnow", user="fake", password="snow", database="SALESPIPE",
-                              schema="PIPELINE", additional_snowflake_connection_args={
+                              schema="CLI", additional_snowflake_connection_args={
                                   "host": "127.0.0.1", "port": fakesnow_port, "protocol": "http"})
 
     def warehouse_state():
@@ -289,22 +283,27 @@ def test_a_pipeline_run_with_the_snowflake_warehouse_on_a_local_lake(spark, fake
                                                      f"ORDER BY {CONTRACT[t].column_names[0]}")
                                        for t in SNAPSHOT_TABLES}
 
-    (tmp_path / "home").mkdir()
-    with dg.DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
-        first = run_lake(defs, instance, defs.resources["lake"], progress=False)
-        assert first.ok, first.all_errors()
-        assert [o.partition for o in first.weeks] == [WEEK1, WEEK2]
-        fact, dimensions = warehouse_state()
-        assert fact and fact == curated_fact(lake)
-        assert dimensions == {t: curated_dimension(lake, t) for t in SNAPSHOT_TABLES}
-        loaded = first.weeks[0].metadata["warehouse/weekly_sales_inventory"]
-        assert loaded["copy_result"][0]["status"] == "LOADED"
-        assert loaded["rows_loaded"] == loaded["dagster/row_count"] == len(curated_fact(lake, WEEK1))
-        assert secret not in repr([o.metadata for o in first.days + first.weeks])
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "days processed: 3 (3 ok, 0 failed)" in first.stdout and "weeks built: 2 (2 ok)" in first.stdout
+    fact, dimensions = warehouse_state()
+    assert fact and fact == curated_fact(lake)
+    assert dimensions == {t: curated_dimension(lake, t) for t in SNAPSHOT_TABLES}
+    assert not (lake / "warehouse.duckdb").exists()  # the warehouse really was Snowflake
 
-        second = run_lake(defs, instance, defs.resources["lake"], progress=False)
-        assert second.ok and not second.days and not second.weeks and len(second.unchanged_days) == 3
-        assert warehouse_state() == (fact, dimensions)
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        event = instance.get_latest_materialization_event(
+            dg.AssetKey(["warehouse", "weekly_sales_inventory"]))
+        loaded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+        assert loaded["copy_result"][0]["status"] == "LOADED"
+        assert loaded["rows_loaded"] == loaded["dagster/row_count"] == len(curated_fact(lake, event.dagster_event.partition))
+        everything = [instance.all_logs(run.run_id) for run in instance.get_runs()]
+    assert secret not in first.stdout + first.stderr + repr(everything)
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "days processed: 0" in second.stdout and "unchanged: 3" in second.stdout
+    assert warehouse_state() == (fact, dimensions)
 
 
 # -- the source export -----------------------------------------------------------------------
