@@ -36,7 +36,7 @@ run: install
 	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
 
 dev: install
 	$(BIN)/salespipe dev --lake $(LAKE)

@@ -16,6 +16,15 @@ from spark_steps.contract import CONTRACT
 os.environ["SUPERSET_URL"] = ""
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``make test`` uses two workers), a module's tests stay on one
+    worker so its module fixtures (servers, built lakes) are made once; the tests that
+    share the session's ``salespipe dev`` server all go to one worker too."""
+    for item in items:
+        group = "dev_server" if "dev_server" in item.fixturenames else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def spark():
     from salespipe_assets.resources.spark import SparkRuntime
