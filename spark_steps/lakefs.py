@@ -127,7 +127,22 @@ class LakeFS:
         if self._bridged:
             return "file://" + os.path.join(self.scratch(), "out", tmp)
         parent = dataset_rel.rsplit("/", 1)[0]
+        if not self.is_s3:
+            self._check_writable(parent, dataset_rel)
         return self.uri(f"{parent}/{tmp}") if not self.is_s3 else f"{self.s3_scheme_for_spark}://{self.path(parent)}/{tmp}"
+
+    def _check_writable(self, dir_rel: str, dataset_rel: str) -> None:
+        """Fail before Spark starts, in one line, when a local directory cannot take a new
+        entry: Spark's own error would name one of its attempt directories instead."""
+        directory = self.path(dir_rel)
+        try:
+            self.fs.create_dir(directory, recursive=True)
+        except OSError as exc:
+            raise LakeWriteError(self.uri(dataset_rel), io_failure_reason(exc)) from exc
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".probe-", dir=directory))
+        except OSError as exc:
+            raise LakeWriteError(self.uri(dataset_rel), f"{directory} is not writable ({exc.strerror})") from exc
 
     def _filesystem_of(self, uri: str) -> tuple[pafs.FileSystem, str]:
         """(filesystem, path) for a URI this class handed out; paths may hold spaces or quotes."""
