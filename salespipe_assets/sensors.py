@@ -31,6 +31,9 @@ from salespipe_assets.tracking import (
 )
 
 SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "15"))
+# The run-status sensors only read the instance's own event log, so they can look often:
+# this is the wait between a day's run ending and its week's run being requested.
+FOLLOW_INTERVAL = min(SENSOR_INTERVAL, 5)
 
 
 @dataclass
@@ -132,7 +135,7 @@ def _week_request(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.Skip
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[daily_job],
     request_job=weekly_job,
-    minimum_interval_seconds=SENSOR_INTERVAL,
+    minimum_interval_seconds=FOLLOW_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="After a business day is staged, rebuilds its week: fact, catalog, warehouse.",
 )
@@ -144,7 +147,7 @@ def week_after_day(context: dg.RunStatusSensorContext):
     name="week_after_failed_day",
     monitored_jobs=[daily_job],
     request_job=weekly_job,
-    minimum_interval_seconds=SENSOR_INTERVAL,
+    minimum_interval_seconds=FOLLOW_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="A day that failed on one bad file still staged the others: rebuild its week.",
 )
