@@ -45,9 +45,9 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
     week = date_literal(context.partition_key)
     visible = catalog.register_fact_week(lake, context.partition_key)
     table = identifier(FACT_TABLE)
+    # SQL below: identifier() names and the date_literal() week only.
     [(rows, keys)] = query.fetch(
         f"SELECT (SELECT count(*) FROM {table} WHERE week_start = {week}), "  # nosec B608  # identifier/date_literal
-    # SQL below: identifier() names and the date_literal() week only.
         f"(SELECT count(*) FROM (SELECT DISTINCT store_key, prod_key FROM {table} WHERE week_start = {week}) k)")
     [(negatives,)] = query.fetch(
         f"SELECT count(*) FROM {table} WHERE week_start = {week} AND ("  # nosec B608  # identifier/date_literal
