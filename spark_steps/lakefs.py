@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from pyarrow import fs as pafs
 MANIFEST = "_manifest.json"
 SUCCESS = "_SUCCESS"
 DATA_FILE = "part-00000.parquet"  # every published dataset directory holds exactly one
+STALE_OUTPUT_SECONDS = 24 * 3600
 
 
 class LakeWriteError(Exception):
@@ -129,7 +131,22 @@ class LakeFS:
         parent = dataset_rel.rsplit("/", 1)[0]
         if not self.is_s3:
             self._check_writable(parent, dataset_rel)
+            self._sweep_stale_outputs(parent)
         return self.uri(f"{parent}/{tmp}") if not self.is_s3 else f"{self.s3_scheme_for_spark}://{self.path(parent)}/{tmp}"
+
+    def _sweep_stale_outputs(self, dir_rel: str) -> None:
+        """Remove staging directories a killed writer left behind (older than a day, so
+        never one a running writer still uses). Readers ignore them anyway; this keeps
+        the lake tidy and glob-based ad-hoc queries correct."""
+        cutoff = time.time() - STALE_OUTPUT_SECONDS
+        try:
+            entries = self.fs.get_file_info(pafs.FileSelector(self.path(dir_rel), allow_not_found=True))
+        except OSError:
+            return
+        for entry in entries:
+            if (entry.type == pafs.FileType.Directory and entry.base_name.startswith(".tmp-")
+                    and entry.mtime is not None and entry.mtime.timestamp() < cutoff):
+                self._best_effort(self.fs.delete_dir, entry.path)
 
     def _check_writable(self, dir_rel: str, dataset_rel: str) -> None:
         """Fail before Spark starts, in one line, when a local directory cannot take a new

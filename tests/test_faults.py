@@ -514,6 +514,20 @@ org.apache.spark.api.python.PythonException: Traceback (most recent call last): 
 """
 
 
+def test_staging_directories_left_by_a_killed_writer_are_swept_later(tmp_path):
+    """A SIGKILLed Spark step leaves its .tmp-* directory; the next write to the same dataset
+    removes those older than a day and never a fresh one (a writer may still be using it)."""
+    dataset = tmp_path / "curated" / "weekly_sales_inventory"
+    old, fresh = dataset / ".tmp-0123456789ab", dataset / ".tmp-ba9876543210"
+    for d in (old, fresh):
+        (d / "_temporary").mkdir(parents=True)
+        (d / "_temporary" / "part-00000.parquet").write_bytes(b"half")
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    LakeFS(str(tmp_path)).spark_output("curated/weekly_sales_inventory/week_start=2024-01-07")
+    assert not old.exists() and fresh.exists()
+
+
 @pytest.mark.parametrize("error, reason", [
     (Exception(PY4J_FULL_DISK), "No space left on device"),
     (Exception(PY4J_NOT_A_DIRECTORY), "Parent path is not a directory: file:/lake/curated/x"),
