@@ -22,7 +22,9 @@ from spark_steps.csv_parse import arrow_parser, output_schema
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish, schema_of
 from spark_steps.runtime import StepFailed, main
-from spark_steps.validate import accepted_rows, classify, rejected_rows
+from spark_steps.validate import accepted_rows, duplicate_repeats, rejected_lines, rejected_rows, verdicts
+
+BROADCAST_REJECTS = 200_000  # rejected lines of a file joined by broadcast up to this many
 
 
 def add_arguments(parser) -> None:
@@ -66,39 +68,50 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
         error = _quarantine(fs, source, "empty file: no header row", None, run_id)
         raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
 
-    parsed = (
-        spark.read.format("binaryFile").load(fs.spark_input(source))
-        .mapInArrow(arrow_parser(spec), output_schema(spec))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    # The file's bytes are read once and cached (one row); every pass parses them again,
+    # which costs less than caching the parsed, wide all-string rows, and every pass sees
+    # the same content even if the file is replaced meanwhile.
+    content = spark.read.format("binaryFile").load(fs.spark_input(source)).persist(StorageLevel.MEMORY_AND_DISK)
+
+    def parsed():
+        return content.mapInArrow(arrow_parser(spec), output_schema(spec))
+
+    # Pass 1: every row's verdict, narrow (line, reason, key), cached; the status row with it.
+    judged = verdicts(parsed(), spec, business_date if spec.daily else None).persist(StorageLevel.MEMORY_AND_DISK)
+    rejected = None
     try:
-        status = parsed.where("_line = 0").select("_raw", "_file_error").collect()
-        facts = json.loads(status[0]["_raw"])
+        status = judged.where("_line = 0").select("_status", "_file_error").collect()
+        facts = json.loads(status[0]["_status"])
         result["source_file"] = {"name": name, "size": facts["size"], "sha256": facts["sha256"]}
         if status[0]["_file_error"]:
             error = _quarantine(fs, source, status[0]["_file_error"], facts.get("error_line"), run_id)
             raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
 
-        classified = classify(parsed.where("_line > 0"), spec, business_date if spec.daily else None)
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            by_reason = {r["reason"]: r["count"] for r in classified.groupBy("reason").count().collect()}
-            accepted = by_reason.pop(None, 0)
-            result.update(
-                rows_read=facts["rows_read"],
-                rows_accepted=accepted,
-                rows_rejected=sum(by_reason.values()),
-                rejects_by_reason=dict(sorted(by_reason.items())),
-            )
-            result.update(_publish(fs, spec, classified, result, business_date))
-        finally:
-            classified.unpersist()
+        body = judged.where("_line > 0")
+        rejected = rejected_lines(body, duplicate_repeats(body, spec)).persist(StorageLevel.MEMORY_AND_DISK)
+        by_reason = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
+        rows_rejected = sum(by_reason.values())
+        result.update(
+            rows_read=facts["rows_read"],
+            rows_accepted=facts["rows_read"] - rows_rejected,
+            rows_rejected=rows_rejected,
+            rejects_by_reason=dict(sorted(by_reason.items())),
+        )
+        # Passes 2 and 3 join the file's rows with the rejected lines: broadcast unless a
+        # file is mostly bad (then a shuffle join rather than a huge broadcast).
+        broadcast = rows_rejected <= BROADCAST_REJECTS
+        data = lambda: parsed().where("_line > 0")  # noqa: E731
+        result.update(_publish(fs, spec, accepted_rows(data(), spec, rejected, broadcast),
+                               rejected_rows(data(), spec, rejected, broadcast), result, business_date))
     finally:
-        parsed.unpersist()
+        if rejected is not None:
+            rejected.unpersist()
+        judged.unpersist()
+        content.unpersist()
     return result
 
 
-def _publish(fs: LakeFS, spec, classified, result: dict, business_date: str) -> dict:
+def _publish(fs: LakeFS, spec, accepted, rejects, result: dict, business_date: str) -> dict:
     counts = {k: result[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")}
     base = {
         "business_date": business_date,
@@ -111,12 +124,11 @@ def _publish(fs: LakeFS, spec, classified, result: dict, business_date: str) -> 
     if not spec.daily:
         current = fs.read_json(f"{out}/{MANIFEST}")
         published = current is None or current["business_date"] <= business_date
-    accepted = accepted_rows(classified, spec)
     if published:
         publish(accepted, fs, out,
                 {**base, "dataset": out, "row_count": result["rows_accepted"]}, sort_by=["source_line"])
     rej = rejects_path(spec.name, business_date)
-    publish(rejected_rows(classified, spec), fs, rej,
+    publish(rejects, fs, rej,
             {**base, "dataset": rej, "row_count": result["rows_rejected"]}, sort_by=["line_number"])
     return {"output_path": fs.uri(out), "published": published, "rejects_path": fs.uri(rej),
             "schema": schema_of(accepted)}

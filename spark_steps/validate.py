@@ -1,15 +1,17 @@
 """SPEC §2 row rules in Spark: type every column, decide each row's fate.
 
-``classify`` returns one DataFrame in which every parsed row carries either no reason
-(accepted) or a reason code and a human detail (rejected), so that accepted + rejected
-is the input by construction and a single pass feeds both outputs.
+``verdicts`` gives every parsed row either no reason or the first rule it fails, in a
+narrow DataFrame (line number, reason, detail, key); ``duplicate_repeats`` adds the rows
+that repeat an earlier key. ``rejected_lines`` is their union; the accepted rows are the
+parsed rows *not* in it (an anti-join on the line number) and the rejects the rows in it,
+so that accepted + rejected is the input by construction.
 """
 
 from __future__ import annotations
 
 import re
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -100,13 +102,17 @@ def _rules(table: Table, business_date: str | None) -> list[tuple[Column, str, C
     return rules
 
 
-def classify(parsed: DataFrame, table: Table, business_date: str | None) -> DataFrame:
-    """Parsed rows (see csv_parse.output_schema, without file-error rows) with typed
-    columns plus ``reason`` and ``reason_detail`` (both null for accepted rows)."""
+def verdicts(parsed: DataFrame, table: Table, business_date: str | None) -> DataFrame:
+    """One narrow row per parsed row (see csv_parse.output_schema; the status row included):
+    ``_line``, ``_status`` (the status row's facts), ``_file_error``, the first failing rule's
+    ``reason`` and ``reason_detail`` (null when every rule but the duplicate one passes),
+    and the typed unique-key columns. Narrow on purpose: the caller caches it, and the
+    wide rows are read again from the file (parsing is cheaper than caching them)."""
+    typed_cols = {c.name: typed(c.name, c.type) for c in table.columns}
     df = parsed.select(
-        "_file", "_line", "_row_error", "_raw",
+        "_file", "_line", "_row_error", "_raw", "_file_error",
         *[_raw(c.name) for c in table.columns],
-        *[typed(c.name, c.type).alias(_typed_name(c.name)) for c in table.columns],
+        *[col.alias(_typed_name(name)) for name, col in typed_cols.items()],
     )
     code: Column = F.lit(None).cast("string")
     detail: Column = F.lit(None).cast("string")
@@ -114,42 +120,72 @@ def classify(parsed: DataFrame, table: Table, business_date: str | None) -> Data
         reason_col = F.col("_row_error") if reason == "" else F.lit(reason)
         code = F.when(cond, reason_col).otherwise(code)
         detail = F.when(cond, text).otherwise(detail)
-    df = df.withColumn("_pre_reason", code).withColumn("_pre_detail", detail)
-
-    if not table.unique_key:
-        return df.withColumnRenamed("_pre_reason", "reason").withColumnRenamed("_pre_detail", "reason_detail")
-
-    # Duplicates are judged among rows that pass every other rule: first in file order wins.
-    keys = [F.col(_typed_name(k)) for k in table.unique_key]
-    clean = F.col("_pre_reason").isNull()
-    window = Window.partitionBy(clean, *keys).orderBy("_line")
-    first_line = F.min("_line").over(window)
-    is_repeat = clean & (F.row_number().over(window) > 1)
-    key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), _raw(k)) for k in table.unique_key])
-    return (
-        df.withColumn("reason", F.when(is_repeat, F.lit(REASON_DUPLICATE)).otherwise(F.col("_pre_reason")))
-        .withColumn("reason_detail", F.when(
-            is_repeat, F.concat(key_text, F.lit(" repeats line "), first_line.cast("string"))
-        ).otherwise(F.col("_pre_detail")))
-        .drop("_pre_reason", "_pre_detail")
+    return df.select(
+        "_line",
+        F.when(F.col("_line") == 0, F.col("_raw")).alias("_status"),
+        "_file_error",
+        code.alias("reason"),
+        detail.alias("reason_detail"),
+        *[F.col(_typed_name(k)) for k in table.unique_key],
     )
 
 
-def accepted_rows(classified: DataFrame, table: Table) -> DataFrame:
-    return classified.where(F.col("reason").isNull()).select(
-        *[F.col(_typed_name(c.name)).alias(c.name) for c in table.columns],
+def duplicate_repeats(body: DataFrame, table: Table) -> DataFrame | None:
+    """Rows (``_line``, ``_first_line``) that repeat the unique key of an earlier row, among
+    the rows that pass every other rule (``verdicts`` of the data rows): the first in file
+    order is kept. An aggregate of the narrow key columns - only keys that occur twice come
+    back to be joined - rather than a window over the wide rows. None without a key."""
+    if not table.unique_key:
+        return None
+    keys = [_typed_name(k) for k in table.unique_key]
+    clean = body.where(F.col("reason").isNull()).select("_line", *keys)
+    # Renamed, so the join condition cannot mistake the two sides' key columns for each other.
+    repeated = (clean.groupBy(*keys).agg(F.min("_line").alias("_first_line"), F.count("*").alias("_n"))
+                .where(F.col("_n") > 1)
+                .select(*[F.col(k).alias(f"_repeated{i}") for i, k in enumerate(keys)], "_first_line"))
+    cond = [F.col(k).eqNullSafe(F.col(f"_repeated{i}")) for i, k in enumerate(keys)]
+    return (clean.join(F.broadcast(repeated), cond, "inner")
+            .where(F.col("_line") > F.col("_first_line"))
+            .select("_line", "_first_line"))
+
+
+def rejected_lines(body: DataFrame, repeats: DataFrame | None) -> DataFrame:
+    """``_line``, ``reason``, ``reason_detail``, ``_first_line`` of every rejected data row:
+    those failing a rule, and the repeats (their detail is written with the raw key)."""
+    failed = body.where(F.col("reason").isNotNull()).select(
+        "_line", "reason", "reason_detail", F.lit(None).cast("long").alias("_first_line"))
+    if repeats is None:
+        return failed
+    return failed.unionByName(repeats.select(
+        "_line", F.lit(REASON_DUPLICATE).alias("reason"), F.lit(None).cast("string").alias("reason_detail"),
+        "_first_line"))
+
+
+def _joined(parsed: DataFrame, rejected: DataFrame, how: str, broadcast: bool) -> DataFrame:
+    right = F.broadcast(rejected) if broadcast else rejected
+    return parsed.join(right, "_line", how)
+
+
+def accepted_rows(parsed: DataFrame, table: Table, rejected: DataFrame, broadcast: bool = True) -> DataFrame:
+    """The data rows not rejected, typed, in contract column names, with where they came from."""
+    return _joined(parsed, rejected.select("_line"), "left_anti", broadcast).select(
+        *[typed(c.name, c.type).alias(c.name) for c in table.columns],
         F.col("_file").alias("source_file"),
         F.col("_line").alias("source_line"),
     )
 
 
-def rejected_rows(classified: DataFrame, table: Table) -> DataFrame:
+def rejected_rows(parsed: DataFrame, table: Table, rejected: DataFrame, broadcast: bool = True) -> DataFrame:
     """Rejected rows unchanged (every field as the string read), with where and why."""
-    return classified.where(F.col("reason").isNotNull()).select(
+    detail = F.col("reason_detail")
+    if table.unique_key:
+        key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), _raw(k)) for k in table.unique_key])
+        detail = F.coalesce(detail, F.concat(key_text, F.lit(" repeats line "), F.col("_first_line").cast("string")))
+    return _joined(parsed, rejected, "inner", broadcast).select(
         F.col("_file").alias("source_file"),
         F.col("_line").alias("line_number"),
         "reason",
-        "reason_detail",
+        detail.alias("reason_detail"),
         F.col("_raw").alias("raw_line"),
         *[_raw(c.name) for c in table.columns],
     )
