@@ -60,17 +60,19 @@ def run(spark, lake: str, week_start: str, run_id: str = "", **_) -> dict:
     fact = weekly_fact(sales, inventory).where(F.col("week_start") == F.lit(week_start).cast("date"))
     fact = fact.drop("week_start").cache()  # Hive partition column: carried by the path
     try:
-        row_count = fact.count()
-        distinct_keys = fact.select("store_key", "prod_key").distinct().count()
-        negative_rows = fact.where(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES)).count()
-        totals = fact.agg(
+        negative = F.expr(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES))
+        stats = fact.agg(  # one job for the checks and the totals
+            F.count(F.lit(1)).alias("_rows"),
+            F.count_distinct("store_key", "prod_key").alias("_distinct_keys"),
+            F.count(F.when(negative, 1)).alias("_negative_rows"),
             F.sum("total_sales_qty").alias("total_sales_qty"),
             F.sum("total_sales_amt").alias("total_sales_amt"),
             F.sum("no_stock_instances").alias("no_stock_instances"),
             F.sum("low_stock_instances").alias("low_stock_instances"),
             F.sum("no_stock_impact").alias("no_stock_impact"),
         ).first().asDict()
-        totals = {k: float(v or 0) for k, v in totals.items()}
+        row_count, distinct_keys, negative_rows = (stats.pop(k) for k in ("_rows", "_distinct_keys", "_negative_rows"))
+        totals = {k: float(v or 0) for k, v in stats.items()}
         sources = [
             {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
             for p in sales_parts + inventory_parts

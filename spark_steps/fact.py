@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 D38_2 = "decimal(38,2)"
@@ -65,14 +65,9 @@ def weekly_fact(sales: DataFrame, inventory: DataFrame) -> DataFrame:
     """The fact for every week present in the inputs, columns in SPEC order."""
     day = daily_pairs(sales, inventory)
 
-    # End-of-week stock: the week's inventory row with the latest cal_dt.
-    latest = Window.partitionBy(*KEYS).orderBy(F.col("day").desc())
-    eow = (
-        day.where("has_inventory")
-        .withColumn("_rank", F.row_number().over(latest))
-        .where("_rank = 1")
-        .select(*KEYS, F.col("on_hand").alias("eow_on_hand"), F.col("on_order").alias("eow_on_order"))
-    )
+    # End-of-week stock: the week's inventory row with the latest cal_dt, found in the same
+    # aggregation (max_by ignores the days without an inventory row: their ordering is null).
+    inventory_day = F.when(F.col("has_inventory"), F.col("day"))
 
     low_day_impact = F.when(
         F.col("low_stock_flg") == 1,
@@ -89,10 +84,12 @@ def weekly_fact(sales: DataFrame, inventory: DataFrame) -> DataFrame:
         F.max(F.col("has_inventory").cast("int")).alias("_has_inventory"),
         F.coalesce(F.sum(low_day_impact), F.lit(0.0)).alias("potential_low_stock_impact"),
         F.coalesce(F.sum(no_stock_day_amt), F.lit(0)).cast(D38_2).alias("no_stock_impact"),
+        F.max_by("on_hand", inventory_day).alias("eow_on_hand"),
+        F.max_by("on_order", inventory_day).alias("eow_on_order"),
     )
 
     qty = F.col("total_sales_qty").cast("double")
-    return weekly.join(eow, KEYS, "left").select(
+    return weekly.select(
         "week_start",
         F.date_add("week_start", 6).alias("week_end"),
         F.col("store_key").cast("int"),
