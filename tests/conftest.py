@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spark_steps.contract import CONTRACT
+from tests.dev_server import dev_server  # noqa: F401  (one `salespipe dev` for the session)
 
 # The dashboard asset refreshes Superset when one answers at SUPERSET_URL: never a
 # developer's running `make bi` from the tests (tests_bi/ start their own).

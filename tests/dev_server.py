@@ -6,7 +6,8 @@ The lake's raw zone starts empty; the tests land days into it from a generated
 the webserver's GraphQL API. Partitions are bounded to the two generated weeks so the
 UI's partition views show exactly those days.
 
-Use it with ``from tests.dev_server import dev_server  # noqa: F401`` in a test module.
+The fixture is registered once, in tests/conftest.py: a fixture imported into two test
+modules would be two fixtures, and two servers.
 """
 
 from __future__ import annotations

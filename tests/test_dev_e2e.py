@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from salespipe_assets.partitions import week_of
-from tests.dev_server import E2E_DAY, dev_server  # noqa: F401  (the session's server)
+from tests.dev_server import E2E_DAY
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ import pytest
 
 from salespipe_assets.partitions import week_of
 from salespipe_assets.settings import PROJECT_ROOT
-from tests.dev_server import BAD_SALES_ROWS, E2E_DAY, UI_DAY, WEEKS, dev_server  # noqa: F401
+from tests.dev_server import BAD_SALES_ROWS, E2E_DAY, UI_DAY, WEEKS
 
 CHROMIUM = os.environ.get("SALESPIPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
