@@ -17,6 +17,7 @@ from tests.dev_server import dev_server  # noqa: F401  (one `salespipe dev` for 
 os.environ["SUPERSET_URL"] = ""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``make test`` uses two workers), a module's tests stay on one
     worker so its module fixtures (servers, built lakes) are made once; the tests that
