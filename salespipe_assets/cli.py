@@ -161,6 +161,55 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
 
 
 @cli.command()
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Data scale of the Spark-vs-DuckDB week (1 is about 1M sales rows per day).")
+@click.option("--history", default="1,4,12,52", show_default=True,
+              help="Weeks of history after which the cost of one more day is measured.")
+@click.option("--history-scale", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Data scale of the history days [default: min(scale, 0.1)].")
+@click.option("--only", default="spark_vs_duckdb,history,latency,memory", show_default=True,
+              help="Comma-separated measurements to run.")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Where results.json and results.png go [default: benchmarks/ of the project].")
+@click.option("--work", default=None, type=click.Path(file_okay=False),
+              help="Scratch directory for generated data and runs [default: data/bench of the project].")
+@click.option("--repeat", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Timed repetitions of each part of the history measurement (the fastest is kept).")
+@click.option("--latency-runs", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Days landed one after another for the latency measurement.")
+@click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
+              help="Sensor interval of the server in the latency measurement [default: the product's, 15].")
+def bench(scale: float, history: str, history_scale: float | None, only: str, out: str | None, work: str | None,
+          repeat: int, latency_runs: int, sensor_interval: int | None) -> None:
+    """Measure the pipeline against its targets; write OUT/results.json and a plot (docs/benchmarks.md)."""
+    from salespipe_assets.bench import MEASUREMENTS, PLOT, RESULTS, BenchOptions, run_bench
+
+    try:
+        weeks = sorted({int(w) for w in history.split(",") if w.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{history!r} is not a comma-separated list of week counts", param_hint="--history")
+    if not weeks or weeks[0] < 1:
+        raise click.BadParameter("week counts must be >= 1", param_hint="--history")
+    chosen = [m.strip() for m in only.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in MEASUREMENTS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose from {', '.join(MEASUREMENTS)}", param_hint="--only")
+    options = BenchOptions(scale=scale, history=weeks, history_scale=history_scale, only=chosen,
+                           repeat=repeat, latency_runs=latency_runs, sensor_interval=sensor_interval)
+    if out:
+        options.out = Path(out)
+    if work:
+        options.work = Path(work)
+    results = run_bench(options, echo=click.echo)
+    click.echo(f"wrote {Path(options.out).resolve() / RESULTS} and {Path(options.out).resolve() / PLOT}")
+    failed = [name for name, m in results["measurements"].items() if "error" in m]
+    for name in failed:
+        click.echo(f"ERROR {name}: {results['measurements'][name]['error']}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--lake", required=True, help="Lake directory whose catalog to query.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.argument("sql")

@@ -1,0 +1,85 @@
+"""``salespipe bench``: the pipeline measured against its targets (issue #8).
+
+Each measurement is a module with ``measure(ctx) -> dict``; the dict has the numbers, the
+``target``, ``met`` and a ``note``. ``run_bench`` runs the requested ones in a fixed order,
+writes ``results.json`` after each (a later failure keeps what was measured) and, at the
+end, the plot. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from salespipe_assets.bench.context import MEASUREMENTS, BenchContext, BenchOptions
+from salespipe_assets.bench.machine import describe, load_average
+
+__all__ = ["BenchOptions", "MEASUREMENTS", "run_bench", "RESULTS", "PLOT"]
+
+RESULTS = "results.json"
+PLOT = "results.png"
+# Cheapest first; spark_vs_duckdb and memory share the full-scale pipeline run.
+ORDER = ("spark_vs_duckdb", "memory", "latency", "history")
+
+
+def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dict:
+    unknown = [m for m in options.only if m not in MEASUREMENTS]
+    if unknown:
+        raise ValueError(f"unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+    # No BI during a benchmark: the dashboard asset records "skipped" instead of refreshing a
+    # Superset that may be running on this machine.
+    os.environ["SUPERSET_URL"] = ""
+    # The local default is what is measured: the bench's own lakes, instances, partitions.
+    for name in ("SALESPIPE_ENV", "SALESPIPE_LAKE", "SALESPIPE_WAREHOUSE", "SALESPIPE_WAREHOUSE_KIND",
+                 "SALESPIPE_CATALOG", "SALESPIPE_SPARK_MASTER", "SALESPIPE_PARTITION_START",
+                 "SALESPIPE_PARTITION_END", "SALESPIPE_SENSOR_INTERVAL"):
+        os.environ.pop(name, None)
+    out = Path(options.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = BenchContext(options, echo)
+    results: dict = {
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": describe(),
+        "options": {"scale": options.scale, "history": options.history,
+                    "history_scale": options.effective_history_scale, "only": options.only,
+                    "repeat": options.repeat, "latency_runs": options.latency_runs,
+                    "sensor_interval": options.sensor_interval,
+                    "memory_scales": options.effective_memory_scales},
+        "measurements": {},
+    }
+    t0 = time.perf_counter()
+    for name in ORDER:
+        if name not in options.only:
+            continue
+        echo(f"{name}:")
+        started = time.perf_counter()
+        try:
+            module = importlib.import_module(f"salespipe_assets.bench.{name}")
+            result = module.measure(ctx)
+        except Exception as exc:  # one measurement failing does not lose the others
+            result = {"met": False, "error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc()[-4000:]}
+        result["load_average_after"] = load_average()
+        result["bench_seconds"] = round(time.perf_counter() - started, 1)
+        results["measurements"][name] = result
+        echo(f"  {'met' if result.get('met') else 'NOT met'}: {result.get('note') or result.get('error')}")
+        _write(out, results)
+    results["machine"]["load_average_at_end"] = load_average()
+    results["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    _write(out, results)
+    from salespipe_assets.bench.plot import plot
+
+    plot(results, out / PLOT)
+    return results
+
+
+def _write(out: Path, results: dict) -> None:
+    tmp = out / f".{RESULTS}.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp.replace(out / RESULTS)

@@ -1,0 +1,87 @@
+"""The pipeline in a process of its own, for the benchmark: ``run_lake`` on a fresh Dagster
+instance, the way ``salespipe run`` does it, with timings written as JSON.
+
+    python -m salespipe_assets.bench.worker --lake DIR --home DAGSTER_HOME --out result.json \
+        [--event-log DIR]
+
+A separate process so that its memory (this Python process against the Spark JVM below
+it) can be sampled from outside, and so that every measurement starts a JVM of its own.
+With ``--event-log`` Spark writes its event log there (per-stage timings for profiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lake", required=True)
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--event-log", default=None)
+    args = parser.parse_args()
+
+    t_start = time.perf_counter()
+    home = Path(args.home)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    os.environ["SUPERSET_URL"] = ""  # no BI in a benchmark: the dashboard asset records "skipped"
+    from salespipe_assets.cli import _configure
+
+    _configure(args.lake, None, None)  # the environment first: partitions are read at import
+    import dagster as dg
+
+    from salespipe_assets.definitions import build_definitions
+    from salespipe_assets.runner import run_lake
+    from salespipe_assets.settings import Settings
+
+    settings = Settings.from_env()
+    defs = build_definitions(settings)
+    t_imported = time.perf_counter()
+
+    spark = defs.resources["spark"]
+    if args.event_log:
+        Path(args.event_log).mkdir(parents=True, exist_ok=True)
+        spark = type(spark)(master=spark.master, conf={**spark.conf, "spark.eventLog.enabled": "true",
+                                                       "spark.eventLog.compress": "false",
+                                                       "spark.eventLog.dir": Path(args.event_log).resolve().as_uri()})
+    spark.session()  # the JVM, timed on its own (the runs' getOrCreate then finds it)
+    t_session = time.perf_counter()
+
+    with dg.DagsterInstance.get() as instance:
+        summary = run_lake(defs, instance, defs.resources["lake"], progress=False)
+        t_done = time.perf_counter()
+        runs = []
+        for o in summary.days + summary.weeks:
+            record = instance.get_run_record_by_id(o.run_id)
+            runs.append({
+                "job": record.dagster_run.job_name, "partition": o.partition, "ok": o.ok,
+                "seconds": (record.end_time - record.start_time) if record.start_time and record.end_time else None,
+                "steps": {k: round(v, 3) for k, v in o.step_seconds.items()},
+                "errors": o.errors,
+            })
+
+    result = {
+        "ok": summary.ok,
+        "errors": summary.all_errors(),
+        "seconds": {
+            "imports": round(t_imported - t_start, 3),
+            "spark_session": round(t_session - t_imported, 3),
+            "run_lake": round(t_done - t_session, 3),
+            "pipeline": round(t_done - t_imported, 3),  # JVM start + every run: the Spark path
+        },
+        "runs": runs,
+        "metadata": {o.partition: o.metadata.get("weekly_sales_inventory", {}).get("dagster/row_count")
+                     for o in summary.weeks},
+    }
+    spark.session().stop()  # flushes the event log
+    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""``salespipe bench`` end to end at a tiny scale: results.json describes the machine and
+has each requested measurement with its numbers and a ``met`` flag; the plot is a PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from salespipe_assets.settings import PROJECT_ROOT
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_bench_writes_results_and_plot(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    salespipe = str(Path(sys.executable).parent / "salespipe")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPIPE_")}
+    proc = subprocess.run(
+        [salespipe, "bench", "--scale", "0.002", "--history", "1,2", "--repeat", "1",
+         "--only", "spark_vs_duckdb,history", "--out", str(out), "--work", str(work)],
+        capture_output=True, text=True, env={**env, "DAGSTER_HOME": str(tmp_path / "home")},
+        cwd=PROJECT_ROOT, timeout=1700)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = json.loads((out / "results.json").read_text())
+    machine = results["machine"]
+    for key in ("cpu_model", "cores", "ram_gb", "os", "python", "java", "spark", "dagster", "duckdb",
+                "load_average_at_start"):
+        assert machine.get(key), key
+    assert set(results["measurements"]) == {"spark_vs_duckdb", "history"}
+
+    svd = results["measurements"]["spark_vs_duckdb"]
+    assert isinstance(svd["met"], bool) and svd["target"] and svd["note"]
+    assert svd["seconds"]["duckdb"] > 0 and svd["seconds"]["spark_pipeline"] > svd["seconds"]["spark_steps"] > 0
+    assert svd["ratio"] > 0
+    assert svd["fact_comparison"]["equal"], svd["fact_comparison"]  # both sides built the same fact
+
+    history = results["measurements"]["history"]
+    assert isinstance(history["met"], bool) and history["target"] and history["note"]
+    assert [p["weeks"] for p in history["points"]] == [1, 2]
+    for point in history["points"]:
+        assert point["tick_seconds"] > 0 and point["daily_seconds"] > 0 and point["weekly_seconds"] > 0
+    assert history["points"][1]["raw_files"] > history["points"][0]["raw_files"]
+    assert history["max_over_min"] >= 1
+
+    png = (out / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    from PIL import Image
+
+    with Image.open(out / "results.png") as img:
+        img.verify()
