@@ -233,15 +233,10 @@ class History:
 
         from salespipe_assets.sensors import landing_sensor
 
-        quiet = logging.getLogger("dagster")
-        level = quiet.level
-        quiet.setLevel(logging.WARNING)  # the tick's per-day notes are for the UI, not the bench's output
-        try:
-            with dg.build_sensor_context(instance=self.instance, cursor=cursor,
-                                         resources={"lake": self.lake_resource}) as context:
-                return landing_sensor(context)
-        finally:
-            quiet.setLevel(level)
+        with dg.build_sensor_context(instance=self.instance, cursor=cursor,
+                                     resources={"lake": self.lake_resource}) as context:
+            context.log.setLevel(logging.WARNING)  # the tick's per-day notes are for the UI, not the bench's output
+            return landing_sensor(context)
 
     def measure_next_day(self, repeat: int) -> dict:
         from salespipe_assets.resources import lake as lake_module
