@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 
 WEEK = "2024-01-07"
 FIRST = ["2024-01-08", "2024-01-09"]  # landed while the daemon runs; it is killed mid-way
-WHILE_DOWN = ["2024-01-10", "2024-01-11"]  # landed while the daemon is down
+WHILE_DOWN = ["2024-01-10"]  # landed while the daemon is down
 DAYS = FIRST + WHILE_DOWN
 TIMEOUT = 900
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
@@ -144,4 +144,4 @@ def test_each_day_runs_exactly_once_across_a_daemon_kill_and_restart(tmp_path):
                                   "WHERE week_start = DATE '2024-01-07'").fetchone()
         staged_qty = con.execute(f"SELECT sum(sales_qty) FROM read_parquet([{staged}])").fetchone()[0]
     assert loaded == manifest["row_count"] > 0
-    assert qty == staged_qty  # the week in the warehouse holds all four days
+    assert qty == staged_qty  # the week in the warehouse holds every day
