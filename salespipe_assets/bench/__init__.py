@@ -59,12 +59,14 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
             continue
         echo(f"{name}:")
         started = time.perf_counter()
+        load_before = load_average()
         try:
             module = importlib.import_module(f"salespipe_assets.bench.{name}")
             result = module.measure(ctx)
         except Exception as exc:  # one measurement failing does not lose the others
             result = {"met": False, "error": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()[-4000:]}
+        result["load_average_before"] = load_before
         result["load_average_after"] = load_average()
         result["bench_seconds"] = round(time.perf_counter() - started, 1)
         results["measurements"][name] = result

@@ -155,9 +155,9 @@ class BenchContext:
         result.update(
             scale=scale, lake=str(lake), upstream=str(upstream), wall_seconds=round(wall, 3),
             generated=self.upstream_facts(upstream),
-            memory={"orchestrator_peak_mb": round(sampler.peak["orchestrator"] / 2**20, 1),
+            memory={"orchestrator_peak_mb": round(sampler.root_hwm / 2**20, 1),  # exact: the kernel's VmHWM
+                    "orchestrator_pss_peak_mb": round(sampler.peak["orchestrator"] / 2**20, 1),
                     "spark_peak_mb": round(sampler.peak["spark"] / 2**20, 1),
-                    "worker_vmhwm_mb": round(sampler.root_hwm / 2**20, 1),
                     "samples": sampler.samples},
             event_log=str(root / "spark-events"),
         )

@@ -11,6 +11,10 @@ COLOURS = ["#4f43dd", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
 Group = tuple[str, list[tuple[str, float]]]  # bar label, stacked (segment, value)
 
 
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
 def _font(size: int):
     return ImageFont.load_default(size=size)
 
@@ -51,7 +55,7 @@ def _panel(img: Image.Image, x0: int, y0: int, title: str, met: bool | None, gro
         v = peak * i / 4
         y = bottom - (bottom - top) * i / 4
         d.line([left - 4, y, left, y], fill="#888")
-        d.text((left - 6, y), f"{v:.3g}", fill="#555", font=_font(10), anchor="rm")
+        d.text((left - 6, y), _number(v), fill="#555", font=_font(10), anchor="rm")
     d.text((x0 + 12, top - 16), unit, fill="#555", font=_font(10))
     slot = (right - left) / len(groups)
     for i, (label, parts) in enumerate(groups):
@@ -63,7 +67,7 @@ def _panel(img: Image.Image, x0: int, y0: int, title: str, met: bool | None, gro
                 d.rectangle([bx0, y - h, bx1, y], fill=colour[name])
             y -= h
         total = sum(v for _, v in parts)
-        d.text(((bx0 + bx1) / 2, y - 3), f"{total:.3g}", fill="#000", font=_font(11), anchor="md")
+        d.text(((bx0 + bx1) / 2, y - 3), _number(total), fill="#000", font=_font(11), anchor="md")
         d.text(((bx0 + bx1) / 2, bottom + 6), label, fill="#000", font=_font(11), anchor="ma")
     if target:
         ty = bottom - (bottom - top) * target[0] / peak

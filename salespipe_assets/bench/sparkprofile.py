@@ -1,5 +1,13 @@
-"""Where Spark's time went, from its event log (``spark.eventLog.enabled``): completed
-stages grouped by the call site that started them (``parquet at publish.py:33``)."""
+"""Where Spark's time went, from its event log (``spark.eventLog.enabled``).
+
+Every SQL execution (one per action: a collect, a write) is put in a category read from
+its physical plan - which pass of the staging step, which write, the fact's aggregation -
+and in the table it works on, because the call sites PySpark records are mostly
+``collectToPython at NativeMethodAccessorImpl.java:0`` when actions run in threads. For
+each category: executions, wall seconds (start to end of each execution, summed: the
+five files of a day run side by side, so these overlap) and task seconds (executor run
+time of its tasks: the work itself).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +16,40 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-_SITE = re.compile(r"^(\w+) at (?:.*/)?([\w.]+:\d+)$")
+_TABLE = re.compile(r"(?:raw/|/staged/|/rejects/|/curated/)(sales|inventory|store|product|calendar|weekly_sales_inventory)")
 
 
-def _site(name: str) -> str:
-    m = _SITE.match(name.strip())
-    return f"{m.group(1)} at {m.group(2)}" if m else name.strip()[:80]
+def _category(plan: str) -> str:
+    if "InsertIntoHadoopFsRelationCommand" in plan:
+        if "/rejects/" in plan:
+            return "write rejects (pass 3: parse again, join the rejected lines)"
+        if "/staged/" in plan:
+            return "write staged (pass 2: parse again, type, anti-join, sort, write)"
+        if "/curated/weekly_sales_inventory" in plan:
+            return "write fact"
+        return "write dimension (pass 2)"
+    if "MapInArrow" in plan and "InMemoryRelation" in plan and "Union" not in plan:
+        return "pass 1: read, parse, type, rules (verdicts cached)"
+    if "Union" in plan:
+        return "rejected lines: duplicates + failed rules, counted"
+    if "FileScan parquet" in plan and "HashAggregate" in plan:
+        return "fact: aggregate the week's staged days"
+    return "other"
 
 
-def stage_profile(event_dir: str | Path, top: int = 12) -> dict:
-    """Wall seconds of completed stages and summed task seconds, by call site; the top
-    ``top`` sites by stage seconds, and the totals."""
-    stages: dict[str, dict] = defaultdict(lambda: {"stages": 0, "stage_seconds": 0.0, "task_seconds": 0.0,
-                                                   "tasks": 0})
-    task_seconds_by_stage: dict[int, float] = defaultdict(float)
+def _table(plan: str) -> str:
+    m = _TABLE.search(plan)
+    return m.group(1) if m else "-"
+
+
+def stage_profile(event_dir: str | Path, top: int = 16) -> dict:
+    """Seconds by operation (category, table), ranked by task seconds; totals."""
+    files = sorted(p for p in Path(event_dir).rglob("*") if p.is_file() and not p.name.startswith(".")) \
+        if Path(event_dir).is_dir() else []
+    executions: dict[int, dict] = {}
+    stage_execution: dict[int, int] = {}
+    task_seconds: dict[int, float] = defaultdict(float)  # by stage
     gc = 0.0
-    files = sorted(p for p in Path(event_dir).rglob("*") if p.is_file() and not p.name.startswith(".")) if Path(event_dir).is_dir() else []
-    completed = []
     for path in files:
         with open(path, errors="replace") as f:
             for line in f:
@@ -34,26 +59,38 @@ def stage_profile(event_dir: str | Path, top: int = 12) -> dict:
                     continue
                 if not isinstance(event, dict):
                     continue
-                kind = event.get("Event")
-                if kind == "SparkListenerTaskEnd":
+                kind = event.get("Event", "")
+                if kind.endswith("SQLExecutionStart"):
+                    plan = event.get("physicalPlanDescription", "")
+                    executions[event["executionId"]] = {"start": event["time"], "category": _category(plan),
+                                                        "table": _table(plan)}
+                elif kind.endswith("SQLExecutionEnd"):
+                    if event["executionId"] in executions:
+                        executions[event["executionId"]]["end"] = event["time"]
+                elif kind == "SparkListenerJobStart":
+                    execution = (event.get("Properties") or {}).get("spark.sql.execution.id")
+                    if execution is not None:
+                        for stage in event.get("Stage IDs", []):
+                            stage_execution[stage] = int(execution)
+                elif kind == "SparkListenerTaskEnd":
                     metrics = event.get("Task Metrics") or {}
-                    task_seconds_by_stage[event["Stage ID"]] += metrics.get("Executor Run Time", 0) / 1000
+                    task_seconds[event["Stage ID"]] += metrics.get("Executor Run Time", 0) / 1000
                     gc += metrics.get("JVM GC Time", 0) / 1000
-                elif kind == "SparkListenerStageCompleted":
-                    completed.append(event["Stage Info"])
-    for info in completed:
-        start, end = info.get("Submission Time"), info.get("Completion Time")
-        site = stages[_site(info.get("Stage Name", "?"))]
-        site["stages"] += 1
-        site["tasks"] += info.get("Number of Tasks", 0)
-        if start and end:
-            site["stage_seconds"] += (end - start) / 1000
-        site["task_seconds"] += task_seconds_by_stage.get(info["Stage ID"], 0.0)
-    ranked = sorted(stages.items(), key=lambda kv: -kv[1]["stage_seconds"])
+    for stage, seconds in task_seconds.items():
+        execution = executions.get(stage_execution.get(stage, -1))
+        if execution is not None:
+            execution["task_seconds"] = execution.get("task_seconds", 0.0) + seconds
+    ops: dict[str, dict] = defaultdict(lambda: {"executions": 0, "wall_seconds": 0.0, "task_seconds": 0.0})
+    for e in executions.values():
+        op = ops[f"{e['category']} [{e['table']}]"]
+        op["executions"] += 1
+        op["wall_seconds"] += (e.get("end", e["start"]) - e["start"]) / 1000
+        op["task_seconds"] += e.get("task_seconds", 0.0)
+    ranked = sorted(ops.items(), key=lambda kv: -kv[1]["task_seconds"])
     return {
-        "stage_seconds_total": round(sum(s["stage_seconds"] for s in stages.values()), 2),
-        "task_seconds_total": round(sum(s["task_seconds"] for s in stages.values()), 2),
+        "task_seconds_total": round(sum(task_seconds.values()), 2),
         "jvm_gc_seconds": round(gc, 2),
-        "by_call_site": {k: {kk: round(vv, 2) if isinstance(vv, float) else vv for kk, vv in v.items()}
+        "sql_executions": len(executions),
+        "by_operation": {k: {kk: round(vv, 2) if isinstance(vv, float) else vv for kk, vv in v.items()}
                          for k, v in ranked[:top]},
     }
