@@ -173,7 +173,7 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
               help="Where results.json and results.png go [default: benchmarks/ of the project].")
 @click.option("--work", default=None, type=click.Path(file_okay=False),
               help="Scratch directory for generated data and runs [default: data/bench of the project].")
-@click.option("--repeat", default=2, show_default=True, type=click.IntRange(min=1),
+@click.option("--repeat", default=5, show_default=True, type=click.IntRange(min=1),
               help="Timed repetitions of each part of the history measurement (the fastest is kept).")
 @click.option("--latency-runs", default=3, show_default=True, type=click.IntRange(min=1),
               help="Days landed one after another for the latency measurement.")

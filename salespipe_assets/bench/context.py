@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from salespipe_assets.bench.machine import load_average
 from salespipe_assets.bench.procs import MemorySampler
 from salespipe_assets.settings import PROJECT_ROOT
 
@@ -31,7 +32,7 @@ class BenchOptions:
     only: list[str] = field(default_factory=lambda: list(MEASUREMENTS))
     out: Path = PROJECT_ROOT / "benchmarks"
     work: Path = PROJECT_ROOT / "data" / "bench"
-    repeat: int = 2  # timed repetitions of each history part (the minimum is kept)
+    repeat: int = 5  # timed repetitions of each history part (the minimum is kept)
     latency_runs: int = 3
     sensor_interval: int | None = None  # None: the product's default
     memory_scales: list[float] | None = None  # default: [scale / 10, scale]
@@ -140,7 +141,7 @@ class BenchContext:
             env.pop(k, None)
         self.echo(f"  running the pipeline on one week at scale {scale:g} (worker process, memory sampled)")
         log = root / "worker.log"
-        t0 = time.perf_counter()
+        t0, load_start = time.perf_counter(), load_average()
         with open(log, "wb") as logf:
             proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)  # nosec B603  # this interpreter, an argument list
             with MemorySampler(proc.pid) as sampler:
@@ -160,6 +161,7 @@ class BenchContext:
                     "spark_peak_mb": round(sampler.peak["spark"] / 2**20, 1),
                     "samples": sampler.samples},
             event_log=str(root / "spark-events"),
+            load_average={"start": load_start, "end": load_average()},
         )
         self._pipelines[scale] = result
         return result
