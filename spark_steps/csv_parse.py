@@ -1,43 +1,33 @@
-"""Parse landed CSV files into all-string rows that keep their physical line numbers.
+"""Read a landed CSV file in the JVM: physical line numbers, file-level checks, fields.
 
-Spark's own CSV reader loses line numbers and silently replaces undecodable bytes, so
-each file is read whole (Spark's ``binaryFile`` source) and parsed on an executor with
-pyarrow's vectorised CSV reader inside ``mapInArrow``. One Python call per file, no
-per-row Python. Each file first yields a status row (``_line`` 0) with its size, checksum and
-rows read, or with ``_file_error`` when the file is unusable (SPEC §2 file level); the
-driver quarantines such a file and stages nothing from it.
+Spark's CSV source loses line numbers, so a file is read as text lines
+(``lineSep`` "\\n": a lone "\\r" is not a line break, a trailing one is stripped) with
+each line's physical number, and the fields of each line are parsed with ``from_csv``.
+Everything runs in the JVM (no Python workers); a gzip file is one partition, a large
+plain file several, whose lines are numbered from per-partition counts.
 
 Each physical line is one record: quoted values spanning lines are not supported (a
 Snowflake unload with the project's file format never writes them); such a line is
 rejected as a row with the wrong number of fields. Blank lines are not rows.
+
+``inspect_file`` makes one pass that checks the file as a whole (SPEC §2 file level:
+decodable gzip and UTF-8, a header, the right header) and counts its rows;
+``parse_lines`` gives every data row, all strings, or ``_row_error`` with the raw line.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import hashlib
-import io
-import json
-import zlib
-from typing import Iterator
+from dataclasses import dataclass, field
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 
 from spark_steps.contract import REASON_FIELD_COUNT, Table
 
-META_COLUMNS = ("_file", "_line", "_row_error", "_raw", "_file_error")
-BATCH_ROWS = 200_000
-
-
-def output_schema(table: Table) -> str:
-    cols = ", ".join(f"`{c}` string" for c in table.column_names)
-    return (
-        "_file string, _line long, _row_error string, _raw string, _file_error string, "
-        + cols
-    )
+META_COLUMNS = ("_file", "_line", "_row_error", "_raw")
+_ROW_INDEX_BITS = 33  # monotonically_increasing_id = partition index << 33 | row index
+_CORRUPT = "__wrong_field_count__"  # from_csv puts a line whose field count is wrong here
 
 
 class FileError(Exception):
@@ -47,49 +37,97 @@ class FileError(Exception):
         self.line = line
 
 
-def _decode(name: str, content: bytes) -> bytes:
-    if name.endswith(".gz"):
-        try:
-            data = gzip.decompress(content)
-        except EOFError:
-            raise FileError("truncated gzip: the compressed stream ends before its end marker")
-        except (gzip.BadGzipFile, zlib.error, OSError) as exc:
-            raise FileError(f"undecodable gzip: {exc}")
+@dataclass
+class FileFacts:
+    rows_read: int
+    offsets: dict[int, int] = field(default_factory=dict)  # partition index -> lines before it
+
+
+def read_lines(spark: SparkSession, path: str) -> DataFrame:
+    """``_part``, ``_block`` (where its split starts), ``_row`` (index within the partition) and ``value`` (the line without
+    its "\\n" and a trailing "\\r") of every physical line, blank ones included."""
+    value = F.col("value")
+    return spark.read.option("lineSep", "\n").text(path).select(
+        F.spark_partition_id().alias("_part"),
+        F.input_file_block_start().alias("_block"),
+        (F.monotonically_increasing_id().bitwiseAND((1 << _ROW_INDEX_BITS) - 1)).alias("_row"),
+        F.when(value.endswith("\r"), F.expr("substring(value, 1, length(value) - 1)")).otherwise(value)
+        .alias("value"),
+    )
+
+
+def line_number(offsets: dict[int, int]) -> Column:
+    """1-based physical line number from the partition's offset and the row index."""
+    if set(offsets.values()) <= {0}:
+        offset: Column = F.lit(0)
     else:
-        data = content
+        offset = F.lit(0)
+        for part, before in offsets.items():
+            offset = F.when(F.col("_part") == part, F.lit(before)).otherwise(offset)
+    return (offset + F.col("_row") + 1).cast("long")
+
+
+def inspect_file(table: Table, path: str, lines: DataFrame) -> FileFacts:
+    """Rows read of a usable file and how to number its lines; ``FileError`` for an
+    unusable one."""
+    blank = F.col("value") == ""
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise FileError(f"not valid UTF-8 at byte {exc.start} ({exc.reason})", line)
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]  # a UTF-8 byte-order mark is not part of the header
-    return data
-
-
-def _line_index(data: bytes) -> np.ndarray:
-    """1-based numbers of the non-blank physical lines."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == 10)
-    starts = np.concatenate(([0], newlines + 1))
-    ends = np.concatenate((newlines, [len(buf)]))
-    lengths = ends - starts
-    first_byte = np.zeros(len(starts), dtype=np.uint8)
-    has_bytes = lengths > 0
-    first_byte[has_bytes] = buf[starts[has_bytes]]
-    non_blank = has_bytes & ~((lengths == 1) & (first_byte == 13))  # "\r" alone is blank too
-    numbers = np.flatnonzero(non_blank) + 1
-    return numbers
-
-
-def _check_header(table: Table, data: bytes, line_numbers: np.ndarray) -> None:
-    if len(line_numbers) == 0:
+        parts = (
+            lines.groupBy("_part")
+            .agg(
+                F.count("*").alias("lines"),
+                F.sum(F.when(~blank, 1).otherwise(0)).alias("non_blank"),
+                F.min(F.when(~F.is_valid_utf8("value"), F.col("_row"))).alias("bad_utf8_row"),
+                F.min(F.when(~blank, F.col("_row"))).alias("first_non_blank_row"),
+                F.max(F.when(F.col("_row") == 0, F.col("value"))).alias("first_line"),
+                F.min("_block").alias("block"),
+            )
+            .collect()
+        )
+    except Exception as exc:  # py4j/Spark errors: the codec's message says what is wrong
+        raise _decode_error(path, exc) from None
+    parts.sort(key=lambda r: r["block"])
+    offsets, before = {}, 0
+    for r in parts:
+        offsets[r["_part"]] = before
+        before += r["lines"]
+    bad = [offsets[r["_part"]] + r["bad_utf8_row"] + 1 for r in parts if r["bad_utf8_row"] is not None]
+    if bad:
+        raise FileError(f"not valid UTF-8 on line {min(bad)}", min(bad))
+    non_blank = sum(r["non_blank"] for r in parts)
+    if non_blank == 0:
         raise FileError("empty file: no header row")
-    first = line_numbers[0]
-    if first != 1:
+    first = parts[0]
+    if first["first_non_blank_row"] != 0:
         raise FileError("missing header: the file starts with a blank line", 1)
-    end = data.find(b"\n")
-    header_text = (data if end < 0 else data[:end]).decode("utf-8").rstrip("\r")
+    _check_header(table, first["first_line"])
+    return FileFacts(rows_read=non_blank - 1, offsets=offsets)
+
+
+def _decode_error(path: str, exc: Exception) -> Exception:
+    """A ``FileError`` when reading failed in the gzip codec, else ``exc`` itself."""
+    if not path.endswith(".gz"):
+        return exc
+    cause = _root_cause(exc)
+    if cause.startswith("java.io.EOFException"):
+        return FileError("truncated gzip: the compressed stream ends before its end marker")
+    if cause.startswith(("java.io.IOException", "java.util.zip.")):
+        return FileError(f"undecodable gzip: {cause.split(': ', 1)[-1][:200]}")
+    return exc
+
+
+def _root_cause(exc: Exception) -> str:
+    """``class: message`` of the innermost Java exception behind a PySpark error."""
+    origin = getattr(exc, "_origin", None) or getattr(exc, "java_exception", None)  # converted or raw py4j
+    if origin is None:
+        return ""
+    while origin.getCause() is not None:
+        origin = origin.getCause()
+    return origin.toString()
+
+
+def _check_header(table: Table, first_line: str) -> None:
+    header_text = first_line[1:] if first_line.startswith("\ufeff") else first_line  # a BOM is no header
     got = next(csv.reader([header_text]), [])
     if got != table.column_names:
         raise FileError(
@@ -97,118 +135,25 @@ def _check_header(table: Table, data: bytes, line_numbers: np.ndarray) -> None:
         )
 
 
-def _read_strings(cols: list[str], data: bytes, invalid: list[tuple[int, str]]) -> pa.Table:
-    """All-string parse; rows with the wrong field count go to ``invalid`` as (number, text)."""
-
-    def on_invalid(row) -> str:
-        invalid.append((row.number, row.text))
-        return "skip"
-
-    return pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(
-            use_threads=False, block_size=max(len(data) + 1, 1 << 20), column_names=cols, skip_rows=1
-        ),
-        parse_options=pacsv.ParseOptions(
-            newlines_in_values=False, ignore_empty_lines=True, invalid_row_handler=on_invalid
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in cols},
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            null_values=[""],
-        ),
-    )
-
-
-def parse_file(table: Table, name: str, content: bytes) -> Iterator[pa.RecordBatch]:
-    """Rows of one file as record batches of the ``output_schema``.
-
-    The first row is the file's status row (``_line`` 0): ``_file_error`` says why the
-    file is unusable, or is null; ``_raw`` holds {"size", "sha256", "rows_read"} as JSON.
-    """
+def parse_lines(lines: DataFrame, table: Table, name: str, offsets: dict[int, int]) -> DataFrame:
+    """Every data row (not the header, not blank): ``_file``, ``_line``, ``_row_error``,
+    ``_raw`` and one string column per contract column (null when empty). A row with the
+    wrong number of fields has ``_row_error`` and ``_raw`` (the line) and null columns."""
     cols = table.column_names
-    facts = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
-    invalid: list[tuple[int, str]] = []
-    try:
-        data = _decode(name, content)
-        numbers = _line_index(data)
-        _check_header(table, data, numbers)
-        try:
-            parsed = _read_strings(cols, data, invalid)
-        except pa.ArrowInvalid as exc:
-            raise FileError(f"unparseable CSV: {exc}")
-    except FileError as err:
-        yield _status_batch(table, name, facts, err)
-        return
-    data_lines = numbers[1:]
-    yield _status_batch(table, name, {**facts, "rows_read": int(len(data_lines))}, None)
-    # pyarrow numbers the non-blank lines from 1 at the header (skipped rows count too);
-    # map its numbers and the accepted rows' positions to physical line numbers.
-    bad_idx = np.array([n - 2 for n, _ in invalid], dtype=np.int64)  # header is row 1
-    if len(bad_idx) + parsed.num_rows != len(data_lines):
-        raise RuntimeError(f"{name}: line accounting failed ({parsed.num_rows} rows, {len(invalid)} invalid, "
-                           f"{len(data_lines)} lines)")
-    good_mask = np.ones(len(data_lines), dtype=bool)
-    good_mask[bad_idx] = False
-    good_lines = data_lines[good_mask]
-
-    n = parsed.num_rows
-    for lo in range(0, n, BATCH_ROWS):
-        hi = min(lo + BATCH_ROWS, n)
-        chunk = parsed.slice(lo, hi - lo)
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array([name] * (hi - lo), pa.string()),
-                pa.array(good_lines[lo:hi], pa.int64()),
-                pa.nulls(hi - lo, pa.string()),
-                pa.nulls(hi - lo, pa.string()),
-                pa.nulls(hi - lo, pa.string()),
-                *[chunk.column(c).combine_chunks() for c in cols],
-            ],
-            names=list(META_COLUMNS) + cols,
-        )
-    if invalid:
-        k = len(invalid)
-        yield pa.RecordBatch.from_arrays(
-            [
-                pa.array([name] * k, pa.string()),
-                pa.array(data_lines[bad_idx], pa.int64()),
-                pa.array([REASON_FIELD_COUNT] * k, pa.string()),
-                pa.array([t for _, t in invalid], pa.string()),
-                pa.nulls(k, pa.string()),
-                *[pa.nulls(k, pa.string()) for _ in cols],
-            ],
-            names=list(META_COLUMNS) + cols,
-        )
-
-
-def _status_batch(table: Table, name: str, facts: dict, err: FileError | None) -> pa.RecordBatch:
-    cols = table.column_names
-    if err is not None:
-        facts = {**facts, "error_line": err.line}
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array([name], pa.string()),
-            pa.array([0], pa.int64()),
-            pa.nulls(1, pa.string()),
-            pa.array([json.dumps(facts)], pa.string()),
-            pa.array([err.reason if err else None], pa.string()),
-            *[pa.nulls(1, pa.string()) for _ in cols],
-        ],
-        names=list(META_COLUMNS) + cols,
+    schema = ", ".join(f"`{c}` string" for c in [*cols, _CORRUPT])
+    # Empty fields, quoted ("") or not, are null; "" inside quotes is a quote.
+    options = {"sep": ",", "quote": '"', "escape": '"', "mode": "PERMISSIVE",
+               "columnNameOfCorruptRecord": _CORRUPT}
+    rows = (
+        lines.select(line_number(offsets).alias("_line"), "value")
+        .where((F.col("_line") > 1) & (F.col("value") != ""))
+        .select("_line", "value", F.from_csv("value", schema, options).alias("_f"))
     )
-
-
-def arrow_parser(table: Table):
-    """The function handed to ``mapInArrow`` over a ``binaryFile`` DataFrame."""
-
-    def parse_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for batch in batches:
-            paths = batch.column("path").to_pylist()
-            contents = batch.column("content")
-            for i, path in enumerate(paths):
-                name = path.rsplit("/", 1)[-1]
-                yield from parse_file(table, name, contents[i].as_py())
-
-    return parse_batches
+    wrong = F.col(f"_f.`{_CORRUPT}`").isNotNull()
+    return rows.select(
+        F.lit(name).alias("_file"),
+        "_line",
+        F.when(wrong, F.lit(REASON_FIELD_COUNT)).alias("_row_error"),
+        F.when(wrong, F.col("value")).alias("_raw"),
+        *[F.when(~wrong, F.col(f"_f.`{c}`")).alias(c) for c in cols],
+    )

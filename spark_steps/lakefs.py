@@ -11,6 +11,7 @@ outputs uploaded from it. The lake's layout and publishing rules are the same ei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -202,6 +203,13 @@ class LakeFS:
 
     def size(self, rel: str) -> int:
         return self.fs.get_file_info(self.path(rel)).size
+
+    def sha256(self, rel: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def list_dir(self, rel: str) -> list[str]:
         """Names (not paths) of the entries directly below rel; [] when it does not exist."""

@@ -13,18 +13,18 @@ replaces a newer dimension.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from pyspark import StorageLevel
 
 from spark_steps.contract import CONTRACT, LANDING_NAME, checked_date
-from spark_steps.csv_parse import arrow_parser, output_schema
+from spark_steps.csv_parse import FileError, inspect_file, parse_lines, read_lines
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish, schema_of
 from spark_steps.runtime import StepFailed, main
 from spark_steps.validate import accepted_rows, duplicate_repeats, rejected_lines, rejected_rows, verdicts
 
 BROADCAST_REJECTS = 200_000  # rejected lines of a file joined by broadcast up to this many
+SPREAD_ABOVE_BYTES = 4 << 20  # a larger file's lines are spread over the cores (a shuffle)
 
 
 def add_arguments(parser) -> None:
@@ -68,46 +68,46 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
         error = _quarantine(fs, source, "empty file: no header row", None, run_id)
         raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
 
-    # The file's bytes are read once and cached (one row); every pass parses them again,
-    # which costs less than caching the parsed, wide all-string rows, and every pass sees
-    # the same content even if the file is replaced meanwhile.
-    content = spark.read.format("binaryFile").load(fs.spark_input(source)).persist(StorageLevel.MEMORY_AND_DISK)
-
-    def parsed():
-        return content.mapInArrow(arrow_parser(spec), output_schema(spec))
-
-    # Pass 1: every row's verdict, narrow (line, reason, key), cached; the status row with it.
-    judged = verdicts(parsed(), spec, business_date if spec.daily else None).persist(StorageLevel.MEMORY_AND_DISK)
-    rejected = None
+    # The file's lines are read once and cached (narrow: a line number and the text);
+    # every pass parses them from there, so every pass sees the same content even if the
+    # file is replaced meanwhile, and the wide parsed rows are never cached. A gzip file
+    # is read by one task: a large file's cached lines are spread over the cores.
+    result["source_file"] = {"name": name, "size": fs.size(source), "sha256": fs.sha256(source)}
+    lines = read_lines(spark, fs.spark_input(source))
+    if result["source_file"]["size"] > SPREAD_ABOVE_BYTES:
+        lines = lines.repartition(spark.sparkContext.defaultParallelism)
+    lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
+    judged = rejected = None
     try:
-        status = judged.where("_line = 0").select("_status", "_file_error").collect()
-        facts = json.loads(status[0]["_status"])
-        result["source_file"] = {"name": name, "size": facts["size"], "sha256": facts["sha256"]}
-        if status[0]["_file_error"]:
-            error = _quarantine(fs, source, status[0]["_file_error"], facts.get("error_line"), run_id)
-            raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
+        try:
+            facts = inspect_file(spec, fs.spark_input(source), lines)
+        except FileError as err:
+            error = _quarantine(fs, source, err.reason, err.line, run_id)
+            raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error}) from None
 
-        body = judged.where("_line > 0")
-        rejected = rejected_lines(body, duplicate_repeats(body, spec)).persist(StorageLevel.MEMORY_AND_DISK)
+        def parsed():
+            return parse_lines(lines, spec, name, facts.offsets)
+
+        # Pass 1: every row's verdict, narrow (line, reason, key), cached.
+        judged = verdicts(parsed(), spec, business_date if spec.daily else None).persist(StorageLevel.MEMORY_AND_DISK)
+        rejected = rejected_lines(judged, duplicate_repeats(judged, spec)).persist(StorageLevel.MEMORY_AND_DISK)
         by_reason = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
         rows_rejected = sum(by_reason.values())
         result.update(
-            rows_read=facts["rows_read"],
-            rows_accepted=facts["rows_read"] - rows_rejected,
+            rows_read=facts.rows_read,
+            rows_accepted=facts.rows_read - rows_rejected,
             rows_rejected=rows_rejected,
             rejects_by_reason=dict(sorted(by_reason.items())),
         )
         # Passes 2 and 3 join the file's rows with the rejected lines: broadcast unless a
         # file is mostly bad (then a shuffle join rather than a huge broadcast).
         broadcast = rows_rejected <= BROADCAST_REJECTS
-        data = lambda: parsed().where("_line > 0")  # noqa: E731
-        result.update(_publish(fs, spec, accepted_rows(data(), spec, rejected, broadcast),
-                               rejected_rows(data(), spec, rejected, broadcast), result, business_date))
+        result.update(_publish(fs, spec, accepted_rows(parsed(), spec, rejected, broadcast),
+                               rejected_rows(parsed(), spec, rejected, broadcast), result, business_date))
     finally:
-        if rejected is not None:
-            rejected.unpersist()
-        judged.unpersist()
-        content.unpersist()
+        for df in (rejected, judged, lines):
+            if df is not None:
+                df.unpersist()
     return result
 
 

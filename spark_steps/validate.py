@@ -103,14 +103,13 @@ def _rules(table: Table, business_date: str | None) -> list[tuple[Column, str, C
 
 
 def verdicts(parsed: DataFrame, table: Table, business_date: str | None) -> DataFrame:
-    """One narrow row per parsed row (see csv_parse.output_schema; the status row included):
-    ``_line``, ``_status`` (the status row's facts), ``_file_error``, the first failing rule's
-    ``reason`` and ``reason_detail`` (null when every rule but the duplicate one passes),
-    and the typed unique-key columns. Narrow on purpose: the caller caches it, and the
-    wide rows are read again from the file (parsing is cheaper than caching them)."""
+    """One narrow row per parsed row (see csv_parse.parse_lines): ``_line``, the first
+    failing rule's ``reason`` and ``reason_detail`` (null when every rule but the duplicate
+    one passes), and the typed unique-key columns. Narrow on purpose: the caller caches
+    it, and the wide rows are parsed again from the cached lines when they are written."""
     typed_cols = {c.name: typed(c.name, c.type) for c in table.columns}
     df = parsed.select(
-        "_file", "_line", "_row_error", "_raw", "_file_error",
+        "_file", "_line", "_row_error", "_raw",
         *[_raw(c.name) for c in table.columns],
         *[col.alias(_typed_name(name)) for name, col in typed_cols.items()],
     )
@@ -122,8 +121,6 @@ def verdicts(parsed: DataFrame, table: Table, business_date: str | None) -> Data
         detail = F.when(cond, text).otherwise(detail)
     return df.select(
         "_line",
-        F.when(F.col("_line") == 0, F.col("_raw")).alias("_status"),
-        "_file_error",
         code.alias("reason"),
         detail.alias("reason_detail"),
         *[F.col(_typed_name(k)) for k in table.unique_key],

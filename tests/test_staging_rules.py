@@ -1,6 +1,7 @@
 """SPEC §2 through the real Spark staging step (local mode): every kind of bad row and bad
 file, the rejects dataset, quarantine, and idempotent republishing."""
 
+import hashlib
 import json
 
 import duckdb
@@ -163,7 +164,9 @@ def test_republishing_gives_identical_parquet_and_manifest_counts(spark, tmp_pat
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["row_count"] == 39 and manifest["rows_read"] == 40 and manifest["rows_rejected"] == 1
     assert manifest["source_files"][0]["name"] == f"sales_{DAY}.csv"
-    assert len(manifest["source_files"][0]["sha256"]) == 64
+    landed = (tmp_path / source).read_bytes()
+    assert manifest["source_files"][0]["sha256"] == hashlib.sha256(landed).hexdigest()
+    assert manifest["source_files"][0]["size"] == len(landed)
     # no temporary or displaced directories are left behind
     assert sorted(p.name for p in partition.parent.iterdir()) == [f"business_date={DAY}"]
 
