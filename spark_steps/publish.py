@@ -29,7 +29,9 @@ def publish(
     nothing is left behind (Spark aborts its job; its staging directory is removed)."""
     written = lake.spark_output(final_rel)
     try:
-        df.coalesce(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
+        # repartition, not coalesce: coalesce(1) would pull the whole upstream plan
+        # (parsing, typing, joins) into a single task.
+        df.repartition(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
     except Exception as exc:
         lake.discard(written)
         reason = io_failure_reason(exc)
