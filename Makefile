@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install --quiet -e '.[dev]'
+	@# Class-data-sharing archive for the local Spark JVM: every run starts ~5 s sooner.
+	$(BIN)/python -m spark_steps.jvm_cds --force
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

@@ -47,7 +47,14 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         defaults.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
                          "spark.ui.enabled": "false"})
-    for key, value in {**defaults, **(conf or {})}.items():
+    settings = {**defaults, **(conf or {})}
+    if (master or "").startswith("local"):
+        from spark_steps.jvm_cds import driver_java_options
+
+        options = driver_java_options(settings.get("spark.driver.extraJavaOptions", ""))
+        if options:
+            settings["spark.driver.extraJavaOptions"] = options
+    for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
