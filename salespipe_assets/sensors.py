@@ -30,7 +30,9 @@ from salespipe_assets.tracking import (
     FINGERPRINT_TAG, PARTITION_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, day_pending,
 )
 
-SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "15"))
+# Listing the raw zone is cheap (one directory or a couple of S3 LIST calls; only new
+# files are hashed), and the daemon evaluates sensors every 5 s at best anyway.
+SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "5"))
 # The run-status sensors only read the instance's own event log, so they can look often:
 # this is the wait between a day's run ending and its week's run being requested.
 FOLLOW_INTERVAL = min(SENSOR_INTERVAL, 5)
