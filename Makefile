@@ -10,11 +10,12 @@ DEMO_DAYS  ?= 28
 DEMO_SCALE ?= 0.01
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test dev clean help
+.PHONY: install run test test-heavy dev clean help
 
 help:
 	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
 	@echo "make test   run the test suite"
+	@echo "make test-heavy  the heavy tests make test leaves out (the bench's history part)"
 	@echo "make dev    Dagster UI + daemon on 127.0.0.1:3000 over data/lake (sensor on)"
 	@echo "make bi     Superset with the dashboards on 127.0.0.1:8088 (after make run)"
 	@echo "make clean  remove data/, .dagster_home/ and the venvs"
@@ -38,7 +39,10 @@ run: install
 	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m "not heavy"
+
+test-heavy: install
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m heavy
 
 dev: install
 	$(BIN)/salespipe dev --lake $(LAKE)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import subprocess  # nosec B404  # runs this interpreter on a fixed workload, no shell
 import sys
 import tempfile
 from pathlib import Path
@@ -82,7 +82,7 @@ def build(force: bool = False) -> Path | None:
     os.unlink(tmp)  # the JVM creates it at exit
     env = {**os.environ, ENV_VAR: "off"}
     options = f"-XX:ArchiveClassesAtExit={tmp} -Xlog:cds=off -Xlog:cds+dynamic=off"
-    done = subprocess.run([sys.executable, "-c", _WORKLOAD, options], env=env,  # nosec B603: our interpreter
+    done = subprocess.run([sys.executable, "-c", _WORKLOAD, options], env=env,  # nosec B603  # our interpreter, fixed arguments
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0 or not Path(tmp).is_file():
         Path(tmp).unlink(missing_ok=True)

@@ -206,7 +206,8 @@ class LakeFS:
 
     def sha256(self, rel: str) -> str:
         digest = hashlib.sha256()
-        with self.fs.open_input_stream(self.path(rel)) as f:
+        # compression=None: the file's own bytes (pyarrow would un-gzip a .gz by default)
+        with self.fs.open_input_stream(self.path(rel), compression=None) as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
         return digest.hexdigest()

@@ -14,25 +14,33 @@ import pytest
 from salespipe_assets.settings import PROJECT_ROOT
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_bench_writes_results_and_plot(tmp_path):
+def _bench(tmp_path, *args: str) -> dict:
     out, work = tmp_path / "out", tmp_path / "work"
     salespipe = str(Path(sys.executable).parent / "salespipe")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPIPE_")}
     proc = subprocess.run(
-        [salespipe, "bench", "--scale", "0.002", "--history", "1,2", "--repeat", "1",
-         "--only", "spark_vs_duckdb,history", "--out", str(out), "--work", str(work)],
+        [salespipe, "bench", "--scale", "0.002", *args, "--out", str(out), "--work", str(work)],
         capture_output=True, text=True, env={**env, "DAGSTER_HOME": str(tmp_path / "home")},
         cwd=PROJECT_ROOT, timeout=1700)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    png = (out / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    from PIL import Image
 
-    results = json.loads((out / "results.json").read_text())
+    with Image.open(out / "results.png") as img:
+        img.verify()
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_bench_spark_against_duckdb_writes_results_and_plot(tmp_path):
+    results = _bench(tmp_path, "--only", "spark_vs_duckdb")
     machine = results["machine"]
     for key in ("cpu_model", "cores", "ram_gb", "os", "python", "java", "spark", "dagster", "duckdb",
                 "load_average_at_start"):
         assert machine.get(key), key
-    assert set(results["measurements"]) == {"spark_vs_duckdb", "history"}
+    assert set(results["measurements"]) == {"spark_vs_duckdb"}
 
     svd = results["measurements"]["spark_vs_duckdb"]
     assert isinstance(svd["met"], bool) and svd["target"] and svd["note"]
@@ -40,6 +48,11 @@ def test_bench_writes_results_and_plot(tmp_path):
     assert svd["ratio"] > 0
     assert svd["fact_comparison"]["equal"], svd["fact_comparison"]  # both sides built the same fact
 
+
+@pytest.mark.heavy  # two weeks processed for real and seeded history: `make test-heavy`
+@pytest.mark.timeout(1800)
+def test_bench_history_writes_results_and_plot(tmp_path):
+    results = _bench(tmp_path, "--history", "1,2", "--repeat", "1", "--only", "history")
     history = results["measurements"]["history"]
     assert isinstance(history["met"], bool) and history["target"] and history["note"]
     assert [p["weeks"] for p in history["points"]] == [1, 2]
@@ -47,10 +60,3 @@ def test_bench_writes_results_and_plot(tmp_path):
         assert point["tick_seconds"] > 0 and point["daily_seconds"] > 0 and point["weekly_seconds"] > 0
     assert history["points"][1]["raw_files"] > history["points"][0]["raw_files"]
     assert history["max_over_min"] >= 1
-
-    png = (out / "results.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    from PIL import Image
-
-    with Image.open(out / "results.png") as img:
-        img.verify()

@@ -171,6 +171,15 @@ def test_republishing_gives_identical_parquet_and_manifest_counts(spark, tmp_pat
     assert sorted(p.name for p in partition.parent.iterdir()) == [f"business_date={DAY}"]
 
 
+def test_the_manifest_carries_the_checksum_of_the_landed_gzip_bytes(spark, tmp_path):
+    source = write_landing(tmp_path, "sales", DAY, [sales_row(1), sales_row(2)], gz=True)
+    _stage(spark, tmp_path, "sales", source)
+    manifest = json.loads((tmp_path / "staged" / "sales" / f"business_date={DAY}" / "_manifest.json").read_text())
+    landed = (tmp_path / source).read_bytes()  # compressed: what the sensor fingerprints too
+    assert manifest["source_files"] == [{"name": f"sales_{DAY}.csv.gz", "size": len(landed),
+                                         "sha256": hashlib.sha256(landed).hexdigest()}]
+
+
 def test_older_snapshot_does_not_replace_a_newer_dimension(spark, tmp_path):
     store = lambda key, name: f"{key},S{key},{name},1 Main St,Town,East,US,United States,00001,State,ST,A,Anchor,false,1000.000,1,M,1,SM,40.000000,-70.000000"  # noqa: E731
     newer = write_landing(tmp_path, "store", "2024-01-09", [store(1, "new")])

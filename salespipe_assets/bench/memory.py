@@ -5,7 +5,7 @@ process) at two scales, typically 10x apart. The orchestrator is the worker's Py
 process (Dagster, the assets, the resources, the SparkSession's Python side, and - locally
 - the embedded DuckDB catalog and warehouse); its peak is the kernel's exact high-water
 mark of its resident set (``VmHWM``). Spark is the JVM it starts and everything below it
-(PySpark's Python workers that parse the CSV files included); its peak is the largest sum
+(and any PySpark Python worker below it); its peak is the largest sum
 of their PSS (proportional set size: pages shared by the forked workers counted once)
 seen by sampling ``/proc`` every 0.2 s. The orchestrator's sampled PSS is reported too,
 but not judged: a process's PSS also moves with how many *other* processes on the machine
@@ -35,7 +35,7 @@ def measure(ctx: BenchContext) -> dict:
     note = (f"One week through the pipeline at scales {', '.join(f'{s:g}' for s in scales)} "
             f"({data_growth:.1f}x the sales rows). Orchestrator (the run's Python process, peak resident set "
             f"VmHWM) {small['orchestrator_peak_mb']:.0f} -> {big['orchestrator_peak_mb']:.0f} MB ({growth:+.0%}); "
-            f"Spark (JVM + its Python workers, peak summed PSS) {small['spark_peak_mb']:.0f} -> "
+            f"Spark (the JVM and anything below it, peak summed PSS) {small['spark_peak_mb']:.0f} -> "
             f"{big['spark_peak_mb']:.0f} MB ({spark_growth:+.0%}). The orchestrator's sampled PSS: "
             f"{small['orchestrator_pss_peak_mb']:.0f} -> {big['orchestrator_pss_peak_mb']:.0f} MB.")
     return {

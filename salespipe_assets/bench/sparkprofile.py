@@ -22,16 +22,16 @@ _TABLE = re.compile(r"(?:raw/|/staged/|/rejects/|/curated/)(sales|inventory|stor
 def _category(plan: str) -> str:
     if "InsertIntoHadoopFsRelationCommand" in plan:
         if "/rejects/" in plan:
-            return "write rejects (pass 3: parse again, join the rejected lines)"
+            return "write rejects (parse the cached lines again, join the rejected lines)"
         if "/staged/" in plan:
-            return "write staged (pass 2: parse again, type, anti-join, sort, write)"
+            return "write staged (parse the cached lines again, type, anti-join, sort, write)"
         if "/curated/weekly_sales_inventory" in plan:
             return "write fact"
-        return "write dimension (pass 2)"
-    if "MapInArrow" in plan and "InMemoryRelation" in plan and "Union" not in plan:
-        return "pass 1: read, parse, type, rules (verdicts cached)"
+        return "write dimension"
     if "Union" in plan:
-        return "rejected lines: duplicates + failed rules, counted"
+        return "verdicts: parse, type, rules, duplicates; rejected lines counted"
+    if "FileScan text" in plan:
+        return "read the lines (decompress, cache), file checks and counts"
     if "FileScan parquet" in plan and "HashAggregate" in plan:
         return "fact: aggregate the week's staged days"
     return "other"

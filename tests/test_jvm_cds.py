@@ -1,0 +1,37 @@
+"""The class-data-sharing archive of the local Spark driver JVM (spark_steps/jvm_cds.py):
+``make`` builds it, and the test session's real JVM starts from it."""
+
+from __future__ import annotations
+
+from spark_steps import jvm_cds
+
+
+def _vm_option(spark, name: str) -> str:
+    jvm = spark.sparkContext._jvm
+    bean_class = jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(bean_class)
+    return bean.getVMOption(name).getValue()
+
+
+def test_the_session_jvm_maps_the_archive_built_by_make(spark):
+    path = jvm_cds.archive_path()
+    assert path is not None and path.is_file(), f"no archive at {path}: `make test` builds it (make install)"
+    assert _vm_option(spark, "SharedArchiveFile") == str(path)
+    assert _vm_option(spark, "UseSharedSpaces") == "true"  # mapped, not refused as stale
+
+
+def test_options_without_an_archive_are_left_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv(jvm_cds.ENV_VAR, str(tmp_path / "missing.jsa"))
+    assert jvm_cds.driver_java_options("-Dx=1") == "-Dx=1"
+    monkeypatch.setenv(jvm_cds.ENV_VAR, "off")
+    assert jvm_cds.archive_path() is None and jvm_cds.driver_java_options("") == ""
+    (tmp_path / "a.jsa").write_bytes(b"x")
+    monkeypatch.setenv(jvm_cds.ENV_VAR, str(tmp_path / "a.jsa"))
+    assert jvm_cds.driver_java_options("-Dx=1").startswith(f"-Dx=1 -XX:SharedArchiveFile={tmp_path / 'a.jsa'} ")
+
+
+def test_build_keeps_an_existing_archive(tmp_path, monkeypatch):
+    target = tmp_path / "kept.jsa"
+    target.write_bytes(b"already here")
+    monkeypatch.setenv(jvm_cds.ENV_VAR, str(target))
+    assert jvm_cds.build() == target and target.read_bytes() == b"already here"
