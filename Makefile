@@ -15,7 +15,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 help:
 	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
 	@echo "make test   run the test suite"
-	@echo "make test-heavy  the heavy tests make test leaves out (the bench's history part)"
+	@echo "make test-heavy  the heavy tests make test leaves out (the bench at a tiny scale)"
 	@echo "make dev    Dagster UI + daemon on 127.0.0.1:3000 over data/lake (sensor on)"
 	@echo "make bi     Superset with the dashboards on 127.0.0.1:8088 (after make run)"
 	@echo "make clean  remove data/, .dagster_home/ and the venvs"
@@ -38,8 +38,10 @@ run: install
 	@echo "Query it:    $(BIN)/salespipe query --lake $(LAKE) 'SELECT week_start, sum(total_sales_amt) FROM weekly_sales_inventory GROUP BY 1 ORDER BY 1'"
 	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
+# Three workers on two cores: much of the suite waits on servers, sensors and run
+# processes rather than computing.
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m "not heavy"
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25 -m "not heavy"
 
 test-heavy: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m heavy

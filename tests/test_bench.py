@@ -32,7 +32,7 @@ def _bench(tmp_path, *args: str) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # a week of eight runs: `make test-heavy`
 @pytest.mark.timeout(1800)
 def test_bench_spark_against_duckdb_writes_results_and_plot(tmp_path):
     results = _bench(tmp_path, "--only", "spark_vs_duckdb")
