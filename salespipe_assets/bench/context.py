@@ -159,6 +159,7 @@ class BenchContext:
             memory={"orchestrator_peak_mb": round(sampler.root_hwm / 2**20, 1),  # exact: the kernel's VmHWM
                     "orchestrator_pss_peak_mb": round(sampler.peak["orchestrator"] / 2**20, 1),
                     "spark_peak_mb": round(sampler.peak["spark"] / 2**20, 1),
+                    "orchestrator_rss_by_step_mb": result.get("orchestrator_rss_mb"),
                     "samples": sampler.samples},
             event_log=str(root / "spark-events"),
             load_average={"start": load_start, "end": load_average()},

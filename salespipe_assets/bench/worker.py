@@ -52,10 +52,16 @@ def main() -> None:
                                                        "spark.eventLog.dir": Path(args.event_log).resolve().as_uri()})
     spark.session()  # the JVM, timed on its own (the runs' getOrCreate then finds it)
     t_session = time.perf_counter()
+    rss = _RssSampler()
 
     with dg.DagsterInstance.get() as instance:
         summary = run_lake(defs, instance, defs.resources["lake"], progress=False)
         t_done = time.perf_counter()
+        rss.stop()
+        rss_by_step: dict[str, float] = {}
+        for o in summary.days + summary.weeks:
+            for step, mb in rss.peak_by_step(instance, o.run_id).items():
+                rss_by_step[step] = max(mb, rss_by_step.get(step, 0.0))
         runs = []
         for o in summary.days + summary.weeks:
             record = instance.get_run_record_by_id(o.run_id)
@@ -76,11 +82,59 @@ def main() -> None:
             "pipeline": round(t_done - t_imported, 3),  # JVM start + every run: the Spark path
         },
         "runs": runs,
+        # Where the orchestrator's resident set peaked: the largest RSS sampled while each
+        # step ran (every run of it), and before the first run (imports, the JVM started).
+        "orchestrator_rss_mb": {"before_runs": rss.before_runs, "by_step": dict(sorted(rss_by_step.items()))},
         "metadata": {o.partition: o.metadata.get("weekly_sales_inventory", {}).get("dagster/row_count")
                      for o in summary.weeks},
     }
     spark.session().stop()  # flushes the event log
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+
+
+class _RssSampler:
+    """This process's resident set every 0.2 s, in a thread, with wall-clock times."""
+
+    def __init__(self):
+        import threading
+
+        self.before_runs = _rss_mb()
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append((time.time(), _rss_mb()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_by_step(self, instance, run_id: str) -> dict[str, float]:
+        import dagster as dg
+
+        starts: dict[str, float] = {}
+        peaks: dict[str, float] = {}
+        kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+        for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+            entry = record.event_log_entry
+            if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                starts[entry.step_key] = entry.timestamp
+            elif entry.step_key in starts:
+                window = [mb for t, mb in self.samples if starts[entry.step_key] <= t <= entry.timestamp]
+                if window:
+                    peaks[entry.step_key] = round(max(window), 1)
+        return peaks
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 if __name__ == "__main__":
