@@ -38,10 +38,8 @@ run: install
 	@echo "Query it:    $(BIN)/salespipe query --lake $(LAKE) 'SELECT week_start, sum(total_sales_amt) FROM weekly_sales_inventory GROUP BY 1 ORDER BY 1'"
 	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
-# Three workers on two cores: much of the suite waits on servers, sensors and run
-# processes rather than computing.
 test: install
-	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25 -m "not heavy"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m "not heavy"
 
 test-heavy: install
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m heavy
