@@ -75,7 +75,7 @@ def test_a_plain_file_read_in_several_partitions_keeps_exact_line_numbers(spark,
 @pytest.mark.parametrize(
     "name, content, reason_start",
     [
-        ("sales_2024-01-08.csv.gz", gzip.compress(_file([sales_row(1)] * 50))[:-20], "truncated gzip"),
+        ("sales_2024-01-08.csv.gz", gzip.compress(_file([sales_row(1)] * 50), mtime=0)[:-20], "truncated gzip"),
         ("sales_2024-01-08.csv.gz", b"this is not gzip", "undecodable gzip"),
         ("sales_2024-01-08.csv", b"\n\n", "empty file"),
         ("sales_2024-01-08.csv", b"\n" + _file([sales_row(1)]), "missing header"),
@@ -85,6 +85,8 @@ def test_a_plain_file_read_in_several_partitions_keeps_exact_line_numbers(spark,
         ("sales_2024-01-08.csv", _file([sales_row(1)], header=SALES.header + ",extra"), "wrong header"),
         ("sales_2024-01-08.csv", _file([sales_row(1)]) + b"\xff\xfe,1\n", "not valid UTF-8"),
     ],
+    ids=["truncated-gzip", "not-gzip", "blank-lines-only", "blank-first-line", "header-missing-column",
+         "header-upper-case", "header-of-inventory", "header-extra-column", "invalid-utf8"],
 )
 def test_file_level_errors(spark, tmp_path, name, content, reason_start):
     with pytest.raises(FileError) as err:

@@ -30,7 +30,7 @@ def _category(plan: str) -> str:
         return "write dimension"
     if "Union" in plan:
         return "verdicts: parse, type, rules, duplicates; rejected lines counted"
-    if "FileScan text" in plan:
+    if "Scan text" in plan:
         return "read the lines (decompress, cache), file checks and counts"
     if "FileScan parquet" in plan and "HashAggregate" in plan:
         return "fact: aggregate the week's staged days"
