@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_steps.contract import REASON_FIELD_COUNT, Table
@@ -44,8 +44,9 @@ class FileFacts:
 
 
 def read_lines(spark: SparkSession, path: str) -> DataFrame:
-    """``_part``, ``_block`` (where its split starts), ``_row`` (index within the partition) and ``value`` (the line without
-    its "\\n" and a trailing "\\r") of every physical line, blank ones included."""
+    """``_part``, ``_block`` (where its split starts), ``_row`` (index within the
+    partition) and ``value`` (the line without its "\\n" and a trailing "\\r") of every
+    physical line, blank ones included."""
     value = F.col("value")
     return spark.read.option("lineSep", "\n").text(path).select(
         F.spark_partition_id().alias("_part"),
@@ -58,11 +59,9 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
 
 def line_number(offsets: dict[int, int]) -> Column:
     """1-based physical line number from the partition's offset and the row index."""
-    if set(offsets.values()) <= {0}:
-        offset: Column = F.lit(0)
-    else:
-        offset = F.lit(0)
-        for part, before in offsets.items():
+    offset: Column = F.lit(0)
+    for part, before in offsets.items():
+        if before:  # a gzip file is one partition: no offset at all
             offset = F.when(F.col("_part") == part, F.lit(before)).otherwise(offset)
     return (offset + F.col("_row") + 1).cast("long")
 

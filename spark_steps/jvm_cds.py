@@ -42,31 +42,27 @@ def driver_java_options(existing: str = "") -> str:
     return f"{existing} -XX:SharedArchiveFile={path} {_QUIET}".strip()
 
 
-_WORKLOAD = """
-import sys, tempfile, pathlib
-from spark_steps.runtime import spark_session
-from spark_steps.contract import SALES
-from spark_steps.csv_parse import inspect_file, parse_lines, read_lines
-from spark_steps.validate import accepted_rows, duplicate_repeats, rejected_lines, verdicts
-from pyspark.sql import functions as F
-spark = spark_session("salespipe-cds", "local[2]", {"spark.driver.extraJavaOptions": sys.argv[1]})
-work = pathlib.Path(tempfile.mkdtemp())
-csv = work / "sales_2024-01-08.csv"
-csv.write_text(SALES.header + "\\n" + "".join(
-    f"{i},1{i % 3},10{i % 2},2024-01-08,3600,1.00,5.00,5.00,0.00,3.00,2.00,0.50\\n" for i in range(1, 200)))
-lines = read_lines(spark, csv.as_uri()).repartition(2).cache()
-facts = inspect_file(SALES, csv.as_uri(), lines)
-judged = verdicts(parse_lines(lines, SALES, csv.name, facts.offsets), SALES, "2024-01-08").cache()
-rejected = rejected_lines(judged, duplicate_repeats(judged, SALES))
-rejected.groupBy("reason").count().collect()
-out = (work / "out").as_uri()
-accepted_rows(parse_lines(lines, SALES, csv.name, facts.offsets), SALES, rejected) \\
-    .repartition(1).sortWithinPartitions("source_line").write.parquet(out)
-df = spark.read.parquet(out)
-df.groupBy("store_key", "prod_key").agg(F.sum("sales_qty"), F.max_by("sales_amt", "trans_dt")) \\
-    .join(df.select("prod_key").distinct(), "prod_key").orderBy("store_key").limit(5).collect()
-spark.stop()
-"""
+def _workload(java_options: str) -> None:
+    """One day staged and its week built by the real steps, on a tiny lake: the classes
+    a run loads are the classes archived."""
+    from spark_steps import build_weekly_fact, stage_file
+    from spark_steps.contract import CONTRACT
+    from spark_steps.runtime import spark_session
+
+    day, rows = "2024-01-08", range(1, 200)
+    lines = {
+        "sales": [f"{i},1{i % 3},10{i % 2},{day},3600,1.00,5.00,5.00,0.00,3.00,2.00,0.50" for i in rows],
+        "inventory": [f"{day},10{i % 2},1{i % 3},{i}.00,2.00,0,0.00,false," for i in range(6)],
+    }
+    spark = spark_session("salespipe-cds", "local[2]", {"spark.driver.extraJavaOptions": java_options})
+    with tempfile.TemporaryDirectory() as lake:
+        (Path(lake) / "raw").mkdir()
+        for table, body in lines.items():
+            name = f"raw/{table}_{day}.csv"
+            (Path(lake) / name).write_text("\n".join([CONTRACT[table].header, *body]) + "\n")
+            stage_file.run(spark, lake, table, name, day)
+        build_weekly_fact.run(spark, lake, "2024-01-07")
+    spark.stop()
 
 
 def build(force: bool = False) -> Path | None:
@@ -82,7 +78,7 @@ def build(force: bool = False) -> Path | None:
     os.unlink(tmp)  # the JVM creates it at exit
     env = {**os.environ, ENV_VAR: "off"}
     options = f"-XX:ArchiveClassesAtExit={tmp} -Xlog:cds=off -Xlog:cds+dynamic=off"
-    done = subprocess.run([sys.executable, "-c", _WORKLOAD, options], env=env,  # nosec B603  # our interpreter, fixed arguments
+    done = subprocess.run([sys.executable, "-m", "spark_steps.jvm_cds", "--workload", options], env=env,  # nosec B603  # our interpreter, fixed arguments
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0 or not Path(tmp).is_file():
         Path(tmp).unlink(missing_ok=True)
@@ -95,5 +91,9 @@ def build(force: bool = False) -> Path | None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if the archive exists")
-    built = build(force=parser.parse_args().force)
-    print(f"Spark driver CDS archive: {built or 'off'}")
+    parser.add_argument("--workload", metavar="JAVA_OPTIONS", help=argparse.SUPPRESS)  # build()'s child
+    args = parser.parse_args()
+    if args.workload is not None:
+        _workload(args.workload)
+    else:
+        print(f"Spark driver CDS archive: {build(force=args.force) or 'off'}")

@@ -64,7 +64,8 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
 
     if not fs.exists(source):
         raise StepFailed(f"{source}: file not found", {**result, "error": {"reason": "file not found"}})
-    if fs.size(source) == 0:  # Spark's file sources skip empty files, so say it here
+    size = fs.size(source)
+    if size == 0:  # Spark's file sources skip empty files, so say it here
         error = _quarantine(fs, source, "empty file: no header row", None, run_id)
         raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
 
@@ -72,9 +73,9 @@ def run(spark, lake: str, table: str, source: str, business_date: str, run_id: s
     # every pass parses them from there, so every pass sees the same content even if the
     # file is replaced meanwhile, and the wide parsed rows are never cached. A gzip file
     # is read by one task: a large file's cached lines are spread over the cores.
-    result["source_file"] = {"name": name, "size": fs.size(source), "sha256": fs.sha256(source)}
+    result["source_file"] = {"name": name, "size": size, "sha256": fs.sha256(source)}
     lines = read_lines(spark, fs.spark_input(source))
-    if result["source_file"]["size"] > SPREAD_ABOVE_BYTES:
+    if size > SPREAD_ABOVE_BYTES:
         lines = lines.repartition(spark.sparkContext.defaultParallelism)
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     judged = rejected = None

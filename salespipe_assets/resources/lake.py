@@ -150,11 +150,7 @@ class LocalLake(Lake):
             st = p.stat()
             key = (str(p), st.st_size, st.st_mtime_ns)
             if key not in _checksums:
-                h = hashlib.sha256()
-                with p.open("rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-                _checksums[key] = h.hexdigest()
+                _checksums[key] = self.fs.sha256(f"raw/{p.name}")
             out.append(LandedFile(rel=f"raw/{p.name}", size=st.st_size, fingerprint=_checksums[key],
                                   modified=st.st_mtime))
         return out
