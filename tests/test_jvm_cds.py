@@ -1,9 +1,11 @@
-"""The class-data-sharing archive of the local Spark driver JVM (spark_steps/jvm_cds.py):
-``make`` builds it, and the test session's real JVM starts from it."""
+"""How the local Spark driver JVM is started: from the class-data-sharing archive that
+``make`` builds (spark_steps/jvm_cds.py), and with the C1 compiler only
+(spark_steps/runtime.py). The test session's real JVM is asked through its MXBean."""
 
 from __future__ import annotations
 
 from spark_steps import jvm_cds
+from spark_steps.runtime import local_driver_java_options
 
 
 def _vm_option(spark, name: str) -> str:
@@ -35,3 +37,15 @@ def test_build_keeps_an_existing_archive(tmp_path, monkeypatch):
     target.write_bytes(b"already here")
     monkeypatch.setenv(jvm_cds.ENV_VAR, str(target))
     assert jvm_cds.build() == target and target.read_bytes() == b"already here"
+
+
+def test_the_session_jvm_compiles_with_c1_only(spark):
+    assert _vm_option(spark, "TieredStopAtLevel") == "1"
+    assert _vm_option(spark, "TieredCompilation") == "true"
+
+
+def test_a_configured_jit_setting_wins(monkeypatch):
+    monkeypatch.setenv(jvm_cds.ENV_VAR, "off")
+    assert local_driver_java_options("-Dx=1") == "-Dx=1 -XX:TieredStopAtLevel=1"
+    assert local_driver_java_options("-XX:TieredStopAtLevel=4") == "-XX:TieredStopAtLevel=4"
+    assert local_driver_java_options("-XX:-TieredCompilation") == "-XX:-TieredCompilation"
