@@ -147,7 +147,7 @@ def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | N
 @click.option("--spark-master", default=None, help="Spark: local[N], a cluster URL (spark://host:7077), or 'emr' (one transient EMR cluster "
                    "per run; SALESPIPE_EMR_* settings, docs/emr.md) [default: local[2]].")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
-              help="Seconds between sensor ticks [default: 5].")
+              help="Least seconds between two listings of the raw zone [default: 1: every daemon loop, about 5 s].")
 def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:
     """Start the Dagster UI and daemon on 127.0.0.1 (sensors on) with a project-local DAGSTER_HOME."""
     _configure(lake, warehouse, spark_master, create=True)
@@ -178,7 +178,7 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
 @click.option("--latency-runs", default=3, show_default=True, type=click.IntRange(min=1),
               help="Days landed one after another for the latency measurement.")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
-              help="Sensor interval of the server in the latency measurement [default: the product's, 5].")
+              help="Sensor interval of the server in the latency measurement [default: the product's, 1].")
 def bench(scale: float, history: str, history_scale: float | None, only: str, out: str | None, work: str | None,
           repeat: int, latency_runs: int, sensor_interval: int | None) -> None:
     """Measure the pipeline against its targets; write OUT/results.json and a plot (docs/benchmarks.md)."""

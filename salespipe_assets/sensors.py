@@ -7,11 +7,15 @@ that time, so a restart misses nothing and a key deleted later cannot wedge it. 
 key is the day plus the fingerprint of its five files (checksums or ETags): a re-sent
 file with new content runs its day again, an unchanged one never does.
 
-``week_after_day`` follows every finished day (success, or failure after some files were
-staged) with ``weekly_job`` for its week, so the fact, catalog and warehouse follow by
-themselves. A run status sensor rather than eager automation conditions: ``eager()``
-only looks at the latest time window, and a late or backfilled day must still rebuild
-its own week.
+The fact, catalog and warehouse follow by themselves. With the day's run the landing
+sensor queues its week's run (one per week per tick, after the week's last day): both
+carry the week in ``WEEK_CHAIN_TAG``, and ``dagster.yaml`` lets one run per week value
+run at a time, so the queue starts the week the second its days are done rather than at
+the next sensor loop. ``week_after_day`` follows every other finished day (one
+materialized in the UI, launched by the Lambda handler, re-executed) with the week's
+run, unless a build of the week is waiting or began after the day ended. Run status
+sensors rather than eager automation conditions: ``eager()`` only looks at the latest
+time window, and a late or backfilled day must still rebuild its own week.
 """
 
 from __future__ import annotations
@@ -27,15 +31,18 @@ from salespipe_assets.partitions import daily_partitions, week_of
 from salespipe_assets.resources import Lake
 from salespipe_assets.resources.lake import LandedFile
 from salespipe_assets.tracking import (
-    FINGERPRINT_TAG, PARTITION_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, day_pending,
+    DAILY_JOB, FINGERPRINT_TAG, PARTITION_TAG, TRIGGER_TAG, WEEK_CHAIN_TAG, WEEKLY_JOB, day_done, day_pending,
 )
 
-# Listing the raw zone is cheap (one directory or a couple of S3 LIST calls; only new
-# files are hashed), and the daemon evaluates sensors every 5 s at best anyway.
-SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "5"))
-# The run-status sensors only read the instance's own event log, so they can look often:
-# this is the wait between a day's run ending and its week's run being requested.
-FOLLOW_INTERVAL = min(SENSOR_INTERVAL, 5)
+# The daemon looks at its sensors once per loop, every 5 s, and runs a sensor when its
+# minimum interval has passed since its last tick. A minimum of exactly 5 s is missed by
+# a few milliseconds on every other loop (10 s apart); 1 s means "every loop". Listing
+# the raw zone is cheap (one directory or a couple of S3 LIST calls; only new files are
+# hashed): raise SALESPIPE_SENSOR_INTERVAL only for a very large S3 raw zone.
+SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "1"))
+# The run-status sensors only read the instance's own event log: every loop. This is the
+# wait between a day's run ending and its week's run being requested.
+FOLLOW_INTERVAL = 1
 
 
 @dataclass
@@ -77,10 +84,11 @@ class LandingCursor:
 
 @dg.sensor(
     name="landing_sensor",
-    job=daily_job,
+    jobs=[daily_job, weekly_job],
     minimum_interval_seconds=SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests the daily run for each newly completed business day in the lake's raw zone.",
+    description="Requests the daily run for each newly completed business day in the lake's raw zone, "
+                "and its week's run, queued to start when the week's days are done.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
     cursor = LandingCursor.load(context.cursor)
@@ -98,7 +106,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
             touched.add(f.rel.rsplit("_", 1)[-1].split(".", 1)[0])
 
     valid_days = set(daily_partitions.get_partition_keys())
-    requests = []
+    requests: list[dg.RunRequest] = []
+    weeks: dict[str, tuple[str, str]] = {}
     for day in sorted(touched):  # oldest first
         files_of_day = scan.days[day]
         if not files_of_day.complete:
@@ -110,11 +119,22 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
                 context.instance, day, files_of_day.fingerprint):
             context.log.info(f"business day {day} with this content was already processed")
         else:
+            week = week_of(day)
             requests.append(dg.RunRequest(
+                job_name=DAILY_JOB,
                 run_key=f"{day}:{files_of_day.fingerprint}",
                 partition_key=day,
-                tags={FINGERPRINT_TAG: files_of_day.fingerprint, TRIGGER_TAG: "sensor"},
+                tags={FINGERPRINT_TAG: files_of_day.fingerprint, TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week},
             ))
+            weeks[week] = (day, files_of_day.fingerprint)  # the week's latest day in this tick
+    for week, (day, fingerprint) in weeks.items():
+        last = max(i for i, r in enumerate(requests) if r.tags.get(WEEK_CHAIN_TAG) == week)
+        requests.insert(last + 1, dg.RunRequest(
+            job_name=WEEKLY_JOB,
+            run_key=f"{week}:after:{day}:{fingerprint}",
+            partition_key=week,
+            tags={TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week},
+        ))
     return dg.SensorResult(run_requests=requests, cursor=cursor.advanced(files).dump())
 
 
@@ -123,13 +143,23 @@ def _week_request(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.Skip
     if not day:
         return dg.SkipReason("the finished daily run had no partition")
     week = week_of(day)
-    waiting = context.instance.get_run_records(dg.RunsFilter(
-        job_name=WEEKLY_JOB, tags={PARTITION_TAG: week},
-        statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]), limit=1)
-    if waiting:  # a queued build of the week will read this day's data when it starts
-        return dg.SkipReason(f"week {week} already has a build waiting")
+    day_ended = _end_time(context.instance, context.dagster_run.run_id)
+    for record in context.instance.get_run_records(
+            dg.RunsFilter(job_name=WEEKLY_JOB, tags={PARTITION_TAG: week}), limit=10):
+        status = record.dagster_run.status
+        if status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING):
+            # queued by the landing sensor with this day, or by an earlier day: it will read
+            # this day's data when it starts
+            return dg.SkipReason(f"week {week} already has a build waiting")
+        if record.start_time and day_ended and record.start_time >= day_ended:
+            return dg.SkipReason(f"week {week} was rebuilt after this day's run ended")
     return dg.RunRequest(run_key=f"{week}:{context.dagster_run.run_id}", partition_key=week,
                          tags={TRIGGER_TAG: "sensor"})
+
+
+def _end_time(instance: dg.DagsterInstance, run_id: str) -> float | None:
+    record = instance.get_run_record_by_id(run_id)
+    return record.end_time if record else None
 
 
 @dg.run_status_sensor(

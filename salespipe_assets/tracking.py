@@ -8,6 +8,10 @@ import dagster as dg
 FINGERPRINT_TAG = "salespipe/fingerprint"
 TRIGGER_TAG = "salespipe/trigger"
 PARTITION_TAG = "dagster/partition"
+# The landing sensor queues a day's run and its week's run together, both with this tag
+# (the week); dagster.yaml limits runs with the same value to one at a time, so the week
+# starts when its days are done.
+WEEK_CHAIN_TAG = "salespipe/week_chain"
 DAILY_JOB = "daily_job"
 WEEKLY_JOB = "weekly_job"
 

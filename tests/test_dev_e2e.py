@@ -1,7 +1,8 @@
 """`salespipe dev` for real: the Dagster webserver and daemon on 127.0.0.1, the landing
 sensor on (tests/dev_server.py starts it once for the session, raw zone empty). One day's
-files copied into the landing zone reach the warehouse with no other action: sensor ->
-daily run -> week-after-day sensor -> weekly run -> DuckDB warehouse table."""
+files copied into the landing zone reach the warehouse with no other action: the landing
+sensor queues the daily run and, behind it, its week's run -> daily run -> weekly run ->
+DuckDB warehouse table."""
 
 import json
 import time
@@ -39,8 +40,9 @@ def test_a_landed_day_reaches_the_warehouse_by_itself(dev_server):
     assert day_run["tags"].get("dagster/sensor_name") == "landing_sensor"
     week_run = dev_server.wait_for_run(_of("weekly_job", week), what=f"the weekly run of {week}")
     assert week_run["status"] == "SUCCESS", dev_server.log_tail()
-    assert week_run["tags"].get("dagster/sensor_name") == "week_after_day"
-    assert week_run["startTime"] >= day_run["endTime"]
+    assert week_run["tags"].get("dagster/sensor_name") == "landing_sensor"
+    assert week_run["tags"].get("salespipe/week_chain") == day_run["tags"].get("salespipe/week_chain") == week
+    assert week_run["startTime"] >= day_run["endTime"]  # held in the queue until the day was done
 
     rows = dev_server.wait_until(lambda: _week_rows(dev_server.warehouse, week), timeout=120,
                                  what=f"warehouse rows for week {week}")

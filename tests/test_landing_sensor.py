@@ -76,6 +76,10 @@ def landing(request, tmp_path):
     landing.client.delete_bucket(Bucket=BUCKET)
 
 
+def _daily(result) -> list[dg.RunRequest]:
+    return [r for r in result.run_requests if r.job_name == "daily_job"]
+
+
 def _day(landing, day: str, tables=TABLES, content: bytes = b"x") -> None:
     for t in tables:
         landing.put(f"{t}_{day}.csv.gz", gzip.compress(content + t.encode(), mtime=0))
@@ -112,10 +116,14 @@ def test_complete_day_requests_one_run_for_its_partition(landing, instance, tick
     assert first.run_requests == []
     landing.put("calendar_2024-01-08.csv.gz", b"calendar")
     second = tick(landing, instance, first.cursor)
-    [request] = second.run_requests
-    assert request.partition_key == "2024-01-08"
+    [request, week] = second.run_requests
+    assert request.job_name == "daily_job" and request.partition_key == "2024-01-08"
     assert request.run_key.startswith("2024-01-08:")
     assert request.tags["salespipe/fingerprint"] == request.run_key.split(":")[1]
+    # its week's run is queued behind it: same week chain tag (one at a time, dagster.yaml)
+    assert week.job_name == "weekly_job" and week.partition_key == "2024-01-07"
+    assert week.run_key == f"2024-01-07:after:{request.run_key}"
+    assert week.tags["salespipe/week_chain"] == request.tags["salespipe/week_chain"] == "2024-01-07"
     # nothing new since: the sensor skips
     third = tick(landing, instance, second.cursor)
     assert isinstance(third, dg.SkipReason)
@@ -124,7 +132,7 @@ def test_complete_day_requests_one_run_for_its_partition(landing, instance, tick
 def test_resent_file_gives_a_new_run_key_only_when_its_content_changed(landing, instance, tick):
     _day(landing, "2024-01-08")
     first = tick(landing, instance)
-    [original] = first.run_requests
+    [original] = _daily(first)
     _day(landing, "2024-01-08", tables=("sales",))              # same bytes, landed again
     same = tick(landing, instance, first.cursor)
     # S3 keeps the second, so the same bytes within the same second are not even new (a skip);
@@ -132,11 +140,11 @@ def test_resent_file_gives_a_new_run_key_only_when_its_content_changed(landing, 
     if isinstance(same, dg.SkipReason):
         cursor = first.cursor
     else:
-        assert [r.run_key for r in same.run_requests] == [original.run_key]
+        assert [r.run_key for r in _daily(same)] == [original.run_key]
         cursor = same.cursor
     _day(landing, "2024-01-08", tables=("sales",), content=b"corrected")
     changed = tick(landing, instance, cursor)
-    [rerun] = changed.run_requests
+    [rerun] = _daily(changed)
     assert rerun.partition_key == "2024-01-08" and rerun.run_key != original.run_key
 
 
@@ -153,18 +161,23 @@ def test_a_resend_within_the_same_second_is_still_seen(tmp_path, instance, tick)
     second = time.time() - 100
     land_at(second)
     first = tick(landing, instance)
-    [original] = first.run_requests
+    [original] = _daily(first)
     land_at(second, tables=("store",), content=b"corrected")
     changed = tick(landing, instance, first.cursor)
-    [rerun] = changed.run_requests
+    [rerun] = _daily(changed)
     assert rerun.partition_key == "2024-01-08" and rerun.run_key != original.run_key
 
 
-def test_many_days_at_once_are_requested_oldest_first(landing, instance, tick):
-    for day in ("2024-01-10", "2024-01-08", "2024-01-09"):
+def test_many_days_at_once_are_requested_oldest_first_each_week_after_its_days(landing, instance, tick):
+    for day in ("2024-01-14", "2024-01-10", "2024-01-08", "2024-01-09"):
         _day(landing, day)
     result = tick(landing, instance)
-    assert [r.partition_key for r in result.run_requests] == ["2024-01-08", "2024-01-09", "2024-01-10"]
+    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [
+        ("daily_job", "2024-01-08"), ("daily_job", "2024-01-09"), ("daily_job", "2024-01-10"),
+        ("weekly_job", "2024-01-07"),
+        ("daily_job", "2024-01-14"), ("weekly_job", "2024-01-14"),
+    ]
+    assert [r.tags["salespipe/week_chain"] for r in result.run_requests] == ["2024-01-07"] * 4 + ["2024-01-14"] * 2
 
 
 def test_restart_with_the_saved_cursor_misses_nothing_and_repeats_nothing(landing, instance, tick):
@@ -174,7 +187,7 @@ def test_restart_with_the_saved_cursor_misses_nothing_and_repeats_nothing(landin
     # while the daemon is down: the next day lands in full
     _day(landing, "2024-01-09")
     after_restart = tick(landing, instance, saved)
-    assert [r.partition_key for r in after_restart.run_requests] == ["2024-01-09"]
+    assert [r.partition_key for r in _daily(after_restart)] == ["2024-01-09"]
 
 
 def test_file_name_with_an_impossible_date_is_quarantined(landing, instance, tick, caplog):
@@ -189,7 +202,7 @@ def test_file_name_with_an_impossible_date_is_quarantined(landing, instance, tic
 
 def test_a_day_already_processed_with_the_same_content_is_not_requested(landing, instance, tick):
     _day(landing, "2024-01-08")
-    [request] = tick(landing, instance).run_requests
+    [request] = _daily(tick(landing, instance))
     # record a successful daily run for that content, as `salespipe run` or the daemon would
     instance.add_run(dg.DagsterRun(
         job_name="daily_job", status=dg.DagsterRunStatus.SUCCESS,

@@ -179,7 +179,8 @@ def test_the_sensors_are_listed_and_running(dev_server, page, two_weeks):
     running = page.locator("tr", has=page.get_by_text("Running", exact=True))
     expect(running.locator("[class*=formatSwitch] input[type=checkbox]")).to_be_checked(timeout=UI_TIMEOUT_MS)
     # Its runs tab lists the daily runs it requested for the two landed days.
-    requested = [r for r in dev_server.runs() if r["tags"].get("dagster/sensor_name") == "landing_sensor"]
+    requested = [r for r in dev_server.runs()
+                 if r["tags"].get("dagster/sensor_name") == "landing_sensor" and r["jobName"] == "daily_job"]
     assert sorted(r["tags"]["dagster/partition"] for r in requested) == sorted([E2E_DAY, UI_DAY])
     page.get_by_role("button", name="Runs", exact=True).click()
     for run in requested:
