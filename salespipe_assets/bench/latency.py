@@ -131,19 +131,22 @@ def _one_day(ctx: BenchContext, instance, upstream: Path, lake: Path, day: str) 
     d, w = _events(instance, daily.dagster_run.run_id), _events(instance, weekly.dagster_run.run_id)
     d_created, w_created = daily.create_timestamp.timestamp(), weekly.create_timestamp.timestamp()
     visible = w["warehouse_materialized"]
+    w_launched = w.get("PIPELINE_STARTING", w_created)
     phases = {
         "landing sensor": d_created - landed,
         "daily queued->started": d["PIPELINE_START"] - d_created,
         "daily run": d["PIPELINE_SUCCESS"] - d["PIPELINE_START"],
-        "week sensor": w_created - d["PIPELINE_SUCCESS"],
-        "weekly queued->started": w["PIPELINE_START"] - w_created,
+        # the week's run is queued with the day's and launched when the day is done (or,
+        # for a day not started by the landing sensor, requested by week_after_day)
+        "week follows": w_launched - d["PIPELINE_SUCCESS"],
+        "weekly launched->started": w["PIPELINE_START"] - w_launched,
         "weekly run to warehouse": visible - w["PIPELINE_START"],
     }
     details = {}
     for label, events, created in (("daily", d, d_created), ("weekly", w, w_created)):
         details[label] = {
-            "queue_wait": events.get("PIPELINE_DEQUEUED", created) - created,  # run coordinator daemon
-            "launch": events.get("PIPELINE_STARTING", created) - events.get("PIPELINE_DEQUEUED", created),
+            # created -> launched by the run coordinator daemon: the week's run waits for its days
+            "queued": events.get("PIPELINE_STARTING", created) - created,
             "process_start": events["PIPELINE_START"] - events.get("PIPELINE_STARTING", created),  # new Python process, code loaded
             "to_first_step": events.get("STEP_START", events["PIPELINE_START"]) - events["PIPELINE_START"],
             "steps": {s.step_key: round(s.end_time - s.start_time, 2)
@@ -210,14 +213,14 @@ def measure(ctx: BenchContext) -> dict:
     seconds = [r["seconds"] for r in runs]
     median = statistics.median(seconds)
     mean_phase = {k: round(statistics.mean(r["phases"][k] for r in runs), 2) for k in runs[0]["phases"]}
-    sensor_wait = mean_phase["landing sensor"] + mean_phase["week sensor"]
-    launch = mean_phase["daily queued->started"] + mean_phase["weekly queued->started"]
+    sensor_wait = mean_phase["landing sensor"] + mean_phase["week follows"]
+    launch = mean_phase["daily queued->started"] + mean_phase["weekly launched->started"]
     work = mean_phase["daily run"] + mean_phase["weekly run to warehouse"]
     met = median <= TARGET_SECONDS and all(r["warehouse_rows"] > 0 for r in runs)
     note = (f"salespipe dev (sensor interval {interval} s, the project's dagster.yaml), {len(runs)} days at scale "
             f"{DEMO_SCALE:g} landed one after another: landed -> warehouse rows {', '.join(f'{s:.1f}' for s in seconds)} s "
-            f"(median {median:.1f}, target <= {TARGET_SECONDS:g}). Mean split: waiting for the two sensors "
-            f"{sensor_wait:.1f} s, queue + launch of two run processes {launch:.1f} s, the two runs {work:.1f} s "
+            f"(median {median:.1f}, target <= {TARGET_SECONDS:g}). Mean split: waiting for the landing sensor "
+            f"and for the week's run to follow the day's {sensor_wait:.1f} s, queue + launch of two run processes {launch:.1f} s, the two runs {work:.1f} s "
             f"(JVM start included in each run's first Spark step). Server start-up {startup:.0f} s (not counted).")
     return {
         "target": f"landed file -> warehouse rows <= {TARGET_SECONDS:g} s at demo scale",
