@@ -179,8 +179,10 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
               help="Days landed one after another for the latency measurement.")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
               help="Sensor interval of the server in the latency measurement [default: the product's, 1].")
+@click.option("--merge", is_flag=True,
+              help="Keep the measurements of OUT/results.json that --only does not re-run (each says when it was measured).")
 def bench(scale: float, history: str, history_scale: float | None, only: str, out: str | None, work: str | None,
-          repeat: int, latency_runs: int, sensor_interval: int | None) -> None:
+          repeat: int, latency_runs: int, sensor_interval: int | None, merge: bool) -> None:
     """Measure the pipeline against its targets; write OUT/results.json and a plot (docs/benchmarks.md)."""
     from salespipe_assets.bench import MEASUREMENTS, PLOT, RESULTS, BenchOptions, run_bench
 
@@ -195,7 +197,7 @@ def bench(scale: float, history: str, history_scale: float | None, only: str, ou
     if unknown or not chosen:
         raise click.BadParameter(f"choose from {', '.join(MEASUREMENTS)}", param_hint="--only")
     options = BenchOptions(scale=scale, history=weeks, history_scale=history_scale, only=chosen,
-                           repeat=repeat, latency_runs=latency_runs, sensor_interval=sensor_interval)
+                           repeat=repeat, latency_runs=latency_runs, sensor_interval=sensor_interval, merge=merge)
     if out:
         options.out = Path(out)
     if work:

@@ -53,6 +53,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
                     "memory_scales": options.effective_memory_scales},
         "measurements": {},
     }
+    if options.merge and (out / RESULTS).is_file():
+        _merge_previous(results, json.loads((out / RESULTS).read_text()), options.only)
     t0 = time.perf_counter()
     for name in ORDER:
         if name not in options.only:
@@ -66,6 +68,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
         except Exception as exc:  # one measurement failing does not lose the others
             result = {"met": False, "error": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()[-4000:]}
+        result["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        result["git_commit"] = results["machine"].get("git_commit")
         result["load_average_before"] = load_before
         result["load_average_after"] = load_average()
         result["bench_seconds"] = round(time.perf_counter() - started, 1)
@@ -79,6 +83,17 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
 
     plot(results, out / PLOT)
     return results
+
+
+def _merge_previous(results: dict, previous: dict, rerun: list[str]) -> None:
+    """``--merge``: the measurements not re-run stay, each saying when and at which commit
+    it was measured (from its own fields, else from the file it comes from)."""
+    for name, measurement in previous.get("measurements", {}).items():
+        if name in rerun:
+            continue
+        measurement.setdefault("measured_at", previous.get("generated_at"))
+        measurement.setdefault("git_commit", previous.get("machine", {}).get("git_commit"))
+        results["measurements"][name] = measurement
 
 
 def _write(out: Path, results: dict) -> None:

@@ -36,6 +36,7 @@ class BenchOptions:
     latency_runs: int = 3
     sensor_interval: int | None = None  # None: the product's default
     memory_scales: list[float] | None = None  # default: [scale / 10, scale]
+    merge: bool = False  # keep the measurements of an existing results.json that are not re-run
 
     @property
     def effective_history_scale(self) -> float:
