@@ -21,9 +21,12 @@ from salespipe_assets.settings import DEFAULT_PARTITION_START, PROJECT_ROOT
 def _dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    src = PROJECT_ROOT / "dagster.yaml"
-    if src.exists() and not (home / "dagster.yaml").exists():
-        shutil.copy(src, home / "dagster.yaml")
+    src, used = PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml"
+    if src.exists() and not used.exists():
+        shutil.copy(src, used)
+    elif src.exists() and used.read_bytes() != src.read_bytes():
+        # kept (it may hold your edits), but say so: the project's may have news (queues, sensors)
+        click.echo(f"note: {used} differs from the project's {src}; delete it to use the project's", err=True)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

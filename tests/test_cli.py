@@ -71,6 +71,19 @@ def test_query_without_a_catalog_is_one_line(tmp_path):
     assert_one_line_error(result, "catalog")
 
 
+def test_an_edited_instance_config_is_kept_and_named(tmp_path):
+    (tmp_path / "lake").mkdir()
+    home = tmp_path / "home"
+    salespipe("query", "--lake", str(tmp_path / "lake"), "SELECT 1", home=home)
+    project = (Path(__file__).parent.parent / "dagster.yaml").read_text()
+    assert (home / "dagster.yaml").read_text() == project  # a new DAGSTER_HOME gets the project's
+    edited = project.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1")
+    (home / "dagster.yaml").write_text(edited)
+    result = salespipe("query", "--lake", str(tmp_path / "lake"), "SELECT 1", home=home)
+    assert (home / "dagster.yaml").read_text() == edited
+    assert f"note: {home / 'dagster.yaml'} differs from the project's" in result.stderr
+
+
 def test_a_sql_error_is_one_line_unless_debug(tmp_path):
     lake = tmp_path / "lake"
     lake.mkdir()
