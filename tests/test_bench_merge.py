@@ -10,13 +10,13 @@ def test_merge_keeps_what_is_not_rerun_and_dates_it():
         "machine": {"git_commit": "31a39b8"},
         "measurements": {
             "memory": {"met": True},
-            "history": {"met": False, "measured_at": "2026-11-19T09:00:00+00:00", "git_commit": "aaaaaaa"},
+            "history": {"met": False, "finished_at": "2026-11-19T09:00:00+00:00", "git_commit": "aaaaaaa"},
             "latency": {"met": False, "median_seconds": 82},
         },
     }
     results = {"measurements": {}}
     _merge_previous(results, previous, rerun=["latency"])
     assert set(results["measurements"]) == {"memory", "history"}
-    assert results["measurements"]["memory"] == {"met": True, "measured_at": "2026-11-20T10:00:00+00:00",
+    assert results["measurements"]["memory"] == {"met": True, "bench_started_at": "2026-11-20T10:00:00+00:00",
                                                  "git_commit": "31a39b8"}
-    assert results["measurements"]["history"]["git_commit"] == "aaaaaaa"  # its own record wins
+    assert results["measurements"]["history"] == previous["measurements"]["history"]  # its own record wins

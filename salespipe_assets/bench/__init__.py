@@ -68,7 +68,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
         except Exception as exc:  # one measurement failing does not lose the others
             result = {"met": False, "error": f"{type(exc).__name__}: {exc}",
                       "traceback": traceback.format_exc()[-4000:]}
-        result["measured_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        result["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         result["git_commit"] = results["machine"].get("git_commit")
         result["load_average_before"] = load_before
         result["load_average_after"] = load_average()
@@ -86,12 +86,13 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
 
 
 def _merge_previous(results: dict, previous: dict, rerun: list[str]) -> None:
-    """``--merge``: the measurements not re-run stay, each saying when and at which commit
-    it was measured (from its own fields, else from the file it comes from)."""
+    """``--merge``: the measurements not re-run stay, each saying at which commit it was
+    measured and when (its own ``finished_at``, else the start of the bench it comes from)."""
     for name, measurement in previous.get("measurements", {}).items():
         if name in rerun:
             continue
-        measurement.setdefault("measured_at", previous.get("generated_at"))
+        if "finished_at" not in measurement:
+            measurement.setdefault("bench_started_at", previous.get("generated_at"))
         measurement.setdefault("git_commit", previous.get("machine", {}).get("git_commit"))
         results["measurements"][name] = measurement
 
