@@ -35,8 +35,9 @@ from salespipe_assets.tracking import (
 )
 
 # The daemon looks at its sensors once per loop, every 5 s, and runs a sensor when its
-# minimum interval has passed since its last tick. A minimum of exactly 5 s is missed by
-# a few milliseconds on every other loop (10 s apart); 1 s means "every loop". Listing
+# minimum interval has passed since its last tick. With a minimum of exactly 5 s, a loop
+# a few milliseconds early skips it (waits of 8-9 s were measured); 1 s means "every
+# loop". Listing
 # the raw zone is cheap (one directory or a couple of S3 LIST calls; only new files are
 # hashed): raise SALESPIPE_SENSOR_INTERVAL only for a very large S3 raw zone.
 SENSOR_INTERVAL = int(os.environ.get("SALESPIPE_SENSOR_INTERVAL", "1"))
@@ -106,8 +107,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
             touched.add(f.rel.rsplit("_", 1)[-1].split(".", 1)[0])
 
     valid_days = set(daily_partitions.get_partition_keys())
-    requests: list[dg.RunRequest] = []
-    weeks: dict[str, tuple[str, str]] = {}
+    days: list[dg.RunRequest] = []
     for day in sorted(touched):  # oldest first
         files_of_day = scan.days[day]
         if not files_of_day.complete:
@@ -119,23 +119,30 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: Lake):
                 context.instance, day, files_of_day.fingerprint):
             context.log.info(f"business day {day} with this content was already processed")
         else:
-            week = week_of(day)
-            requests.append(dg.RunRequest(
+            days.append(dg.RunRequest(
                 job_name=DAILY_JOB,
                 run_key=f"{day}:{files_of_day.fingerprint}",
                 partition_key=day,
-                tags={FINGERPRINT_TAG: files_of_day.fingerprint, TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week},
+                tags={FINGERPRINT_TAG: files_of_day.fingerprint, TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week_of(day)},
             ))
-            weeks[week] = (day, files_of_day.fingerprint)  # the week's latest day in this tick
-    for week, (day, fingerprint) in weeks.items():
-        last = max(i for i, r in enumerate(requests) if r.tags.get(WEEK_CHAIN_TAG) == week)
-        requests.insert(last + 1, dg.RunRequest(
-            job_name=WEEKLY_JOB,
-            run_key=f"{week}:after:{day}:{fingerprint}",
-            partition_key=week,
-            tags={TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week},
-        ))
-    return dg.SensorResult(run_requests=requests, cursor=cursor.advanced(files).dump())
+    return dg.SensorResult(run_requests=_with_weeks(days), cursor=cursor.advanced(files).dump())
+
+
+def _with_weeks(days: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """The days' requests (oldest first, so a week's days are adjacent), each week's run
+    right after its last day."""
+    requests = []
+    for i, day in enumerate(days):
+        requests.append(day)
+        week = day.tags[WEEK_CHAIN_TAG]
+        if i + 1 == len(days) or days[i + 1].tags[WEEK_CHAIN_TAG] != week:
+            requests.append(dg.RunRequest(
+                job_name=WEEKLY_JOB,
+                run_key=f"{week}:after:{day.run_key}",
+                partition_key=week,
+                tags={TRIGGER_TAG: "sensor", WEEK_CHAIN_TAG: week},
+            ))
+    return requests
 
 
 def _week_request(context: dg.RunStatusSensorContext) -> dg.RunRequest | dg.SkipReason:

@@ -97,8 +97,7 @@ def _events(instance, run_id: str) -> dict[str, float]:
         kind = event.event_type_value
         if kind == "ASSET_MATERIALIZATION" and event.asset_key == WAREHOUSE_FACT_KEY:
             out.setdefault("warehouse_materialized", entry.timestamp)
-        elif kind in ("PIPELINE_ENQUEUED", "PIPELINE_DEQUEUED", "PIPELINE_STARTING", "PIPELINE_START",
-                      "PIPELINE_SUCCESS", "PIPELINE_FAILURE", "STEP_START"):
+        elif kind in ("PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS", "PIPELINE_FAILURE", "STEP_START"):
             out.setdefault(kind, entry.timestamp)
     return out
 
