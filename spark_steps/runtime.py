@@ -25,14 +25,22 @@ from spark_steps.lakefs import LakeWriteError
 # instead of 11 s, while one day at scale 1 took the same time (58.8 s against 58.5 s).
 # A TieredStopAtLevel or TieredCompilation in the configured options wins.
 LOCAL_DRIVER_JIT = "-XX:TieredStopAtLevel=1"
+# C1 alone puts the JVM in "client emulation": its code cache shrinks from 240 MB to 48 MB.
+# A JVM that lives long (`salespipe run` over many days, a test session) fills that, and a
+# full code cache disables the compiler and makes Spark's scheduler fail on an
+# InternalError, which leaves the job waiting forever. The usual size, unless configured.
+LOCAL_DRIVER_CODE_CACHE = "-XX:ReservedCodeCacheSize=240m"
 
 
 def local_driver_java_options(existing: str = "") -> str:
-    """``spark.driver.extraJavaOptions`` for a local driver: C1 only, from the CDS archive."""
+    """``spark.driver.extraJavaOptions`` for a local driver: C1 only with a full-size code
+    cache, from the CDS archive."""
     from spark_steps.jvm_cds import driver_java_options
 
     if "Tiered" not in existing:
         existing = f"{existing} {LOCAL_DRIVER_JIT}".strip()
+    if "ReservedCodeCacheSize" not in existing:
+        existing = f"{existing} {LOCAL_DRIVER_CODE_CACHE}".strip()
     return driver_java_options(existing)
 
 

@@ -1,6 +1,7 @@
 """How the local Spark driver JVM is started: from the class-data-sharing archive that
 ``make`` builds (spark_steps/jvm_cds.py), and with the C1 compiler only
-(spark_steps/runtime.py). The test session's real JVM is asked through its MXBean."""
+(spark_steps/runtime.py) with a full-size code cache. The test session's real JVM is asked
+through its MXBean."""
 
 from __future__ import annotations
 
@@ -44,8 +45,17 @@ def test_the_session_jvm_compiles_with_c1_only(spark):
     assert _vm_option(spark, "TieredCompilation") == "true"
 
 
+def test_the_session_jvm_keeps_a_full_size_code_cache(spark):
+    # C1 alone would shrink it to 48 MB: this session's JVM, which runs every in-process
+    # test of its worker, once filled that and Spark's scheduler hung on the InternalError.
+    assert int(_vm_option(spark, "ReservedCodeCacheSize")) == 240 * 1024 * 1024
+
+
 def test_a_configured_jit_setting_wins(monkeypatch):
     monkeypatch.setenv(jvm_cds.ENV_VAR, "off")
-    assert local_driver_java_options("-Dx=1") == "-Dx=1 -XX:TieredStopAtLevel=1"
-    assert local_driver_java_options("-XX:TieredStopAtLevel=4") == "-XX:TieredStopAtLevel=4"
-    assert local_driver_java_options("-XX:-TieredCompilation") == "-XX:-TieredCompilation"
+    cache = "-XX:ReservedCodeCacheSize=240m"
+    assert local_driver_java_options("-Dx=1") == f"-Dx=1 -XX:TieredStopAtLevel=1 {cache}"
+    assert local_driver_java_options("-XX:TieredStopAtLevel=4") == f"-XX:TieredStopAtLevel=4 {cache}"
+    assert local_driver_java_options("-XX:-TieredCompilation") == f"-XX:-TieredCompilation {cache}"
+    assert local_driver_java_options("-XX:ReservedCodeCacheSize=64m") == \
+        "-XX:ReservedCodeCacheSize=64m -XX:TieredStopAtLevel=1"
