@@ -39,10 +39,10 @@ run: install
 	@echo "Open the UI: make dev   (http://127.0.0.1:3000; the landing sensor then picks up new days by itself)"
 
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m "not heavy"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 -m "not heavy"
 
 test-heavy: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 -m heavy
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --no-loadscope-reorder --durations=25 -m heavy
 
 dev: install
 	$(BIN)/salespipe dev --lake $(LAKE)

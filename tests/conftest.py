@@ -10,21 +10,40 @@ from pathlib import Path
 import pytest
 
 from spark_steps.contract import CONTRACT
-from tests.dev_server import dev_server  # noqa: F401  (one `salespipe dev` for the session)
+from tests.dev_server import dev_server, stop_session_server  # noqa: F401  (one `salespipe dev` for the session)
 
 # The dashboard asset refreshes Superset when one answers at SUPERSET_URL: never a
 # developer's running `make bi` from the tests (tests_bi/ start their own).
 os.environ["SUPERSET_URL"] = ""
 
 
+# The groups that take longest (minutes, setup included, on a 2-core machine), first:
+# `make test` passes --no-loadscope-reorder, so xdist hands groups out in this order and a
+# long one does not start last while the other worker runs out of work.
+SLOWEST_FIRST = ["dev_server", "tests.test_faults", "tests.test_daemon_restart", "tests.test_snowflake_warehouse",
+                 "tests.test_spark_cluster", "tests.test_pipeline_e2e", "tests.test_lambda_handler", "tests.test_cli",
+                 "tests.test_emr_runtime", "tests.test_secrets", "tests.test_glue_catalog"]
+
+
+def _group(item) -> str:
+    return "dev_server" if "dev_server" in item.fixturenames else item.module.__name__
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (``make test`` uses two workers), a module's tests stay on one
     worker so its module fixtures (servers, built lakes) are made once; the tests that
-    share the session's ``salespipe dev`` server all go to one worker too."""
+    share the session's ``salespipe dev`` server all go to one worker too. The sort is
+    stable: tests keep their order within a group."""
     for item in items:
-        group = "dev_server" if "dev_server" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if _group(item) == "dev_server" and (nextitem is None or _group(nextitem) != "dev_server"):
+        stop_session_server()
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,18 @@ def running_dev_server(root: Path) -> Iterator[DevServer]:
         stop(server.proc)
 
 
+_SESSION_SERVERS: list[DevServer] = []
+
+
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory) -> Iterator[DevServer]:
     with running_dev_server(tmp_path_factory.mktemp("dev")) as server:
+        _SESSION_SERVERS.append(server)
         yield server
+
+
+def stop_session_server() -> None:
+    """Stop the session's server once its last test is done (tests/conftest.py): a daemon
+    ticking on an idle lake costs a fifth of a core for the rest of the worker's tests."""
+    for server in _SESSION_SERVERS:
+        stop(server.proc)
