@@ -6,6 +6,7 @@ else is a location. Secrets never live here: resources read them with ``dg.EnvVa
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,19 @@ class Settings:
     glue_database: str = "salespipe"
     athena_workgroup: str = "primary"
     athena_output: str | None = None
+    instance: str = "local"  # the Dagster instance profile (salespipe_assets/instance.py)
+    max_runtime: int = 3600  # seconds a run may take before run monitoring terminates it
+    # Freshness (UTC "HH:MM"): a business day's files are expected by landing_due, its week
+    # in the warehouse by warehouse_due; later, the asset shows as overdue in the UI.
+    landing_due: str = "06:00"
+    warehouse_due: str = "07:00"
+    # When the aws environment's daily Snowflake export of the day before runs (UTC "HH:MM").
+    export_at: str = "01:00"
+    # The landing sensor's minimum interval (seconds): 1 = every daemon loop.
+    sensor_interval: int = 1
+    # A local landed file counts once its size and modification time have not changed
+    # for this many seconds (a file still being written is not taken).
+    settle_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -41,6 +55,12 @@ class Settings:
         warehouse_kind = os.environ.get("SALESPIPE_WAREHOUSE_KIND", "snowflake" if env == "aws" else "duckdb")
         if warehouse_kind not in ("duckdb", "snowflake"):
             raise ValueError(f"SALESPIPE_WAREHOUSE_KIND must be 'duckdb' or 'snowflake', not {warehouse_kind!r}")
+        instance = os.environ.get("SALESPIPE_INSTANCE", "local")
+        if instance not in ("local", "postgres"):
+            raise ValueError(f"SALESPIPE_INSTANCE must be 'local' or 'postgres', not {instance!r}")
+        max_runtime = os.environ.get("SALESPIPE_MAX_RUNTIME", "3600")
+        if not max_runtime.isdigit() or int(max_runtime) < 1:
+            raise ValueError(f"SALESPIPE_MAX_RUNTIME must be a whole number of seconds >= 1, not {max_runtime!r}")
         return cls(
             env=env,
             lake=lake,
@@ -53,4 +73,35 @@ class Settings:
             glue_database=os.environ.get("SALESPIPE_GLUE_DATABASE", "salespipe"),
             athena_workgroup=os.environ.get("SALESPIPE_ATHENA_WORKGROUP", "primary"),
             athena_output=os.environ.get("SALESPIPE_ATHENA_OUTPUT") or None,
+            instance=instance,
+            max_runtime=int(max_runtime),
+            landing_due=_clock("SALESPIPE_LANDING_DUE", "06:00"),
+            warehouse_due=_clock("SALESPIPE_WAREHOUSE_DUE", "07:00"),
+            export_at=_clock("SALESPIPE_EXPORT_AT", "01:00"),
+            sensor_interval=_number("SALESPIPE_SENSOR_INTERVAL", "1", int, minimum=1),
+            settle_seconds=_number("SALESPIPE_SETTLE_SECONDS", "5", float, minimum=0),
         )
+
+
+def _clock(var: str, default: str) -> str:
+    """An "HH:MM" (24 h) time of day from the environment."""
+    value = os.environ.get(var) or default
+    try:
+        dt.time.fromisoformat(value)
+        if len(value) != 5:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{var} must be a time of day HH:MM (24 h, UTC), not {value!r}") from None
+    return value
+
+
+def _number(var: str, default: str, kind: type, minimum: float):
+    value = os.environ.get(var) or default
+    try:
+        number = kind(value)
+        if not number >= minimum:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{var} must be a {'whole ' if kind is int else ''}number >= {minimum:g}, "
+                         f"not {value!r}") from None
+    return number

@@ -6,12 +6,13 @@ from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
 from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
 from salespipe_assets.resources.spark import SparkRuntime
+from salespipe_assets.resources.superset import SupersetBI, superset_resource
 from salespipe_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from salespipe_assets.settings import Settings
 
 __all__ = [
     "Catalog", "DuckDBCatalog", "Lake", "LocalLake", "S3Lake", "QueryEngine", "DuckDBQueryEngine",
-    "SparkRuntime", "Warehouse", "DuckDBWarehouse", "resources_for",
+    "SparkRuntime", "SupersetBI", "Warehouse", "DuckDBWarehouse", "resources_for",
 ]
 
 
@@ -25,13 +26,7 @@ def warehouse_for(settings: Settings) -> Warehouse:
 
 
 def resources_for(settings: Settings) -> dict:
-    return {**_data_resources(settings), "superset": _superset()}
-
-
-def _superset():
-    from salespipe_assets.assets.dashboards import superset_resource
-
-    return superset_resource()
+    return {**_data_resources(settings), "superset": superset_resource()}
 
 
 def _data_resources(settings: Settings) -> dict:
@@ -45,7 +40,7 @@ def _data_resources(settings: Settings) -> dict:
         }
     from dagster_aws.s3 import S3Resource
 
-    from salespipe_assets.assets.source_export import source_export_from_env
+    from salespipe_assets.resources.source_export import source_export_from_env
     from salespipe_assets.resources.athena import AthenaQueryEngine
     from salespipe_assets.resources.glue import GlueCatalog
 
