@@ -103,9 +103,11 @@ def _chart_markdown(totals: list[tuple[str, float]], week: str) -> str:
         "with a manifest and a success marker."
     ),
     check_specs=[
-        dg.AssetCheckSpec("unique_keys", asset=FACT_KEY,
+        # Blocking: a week failing either check is published in the lake but never loads into
+        # the catalog, the warehouse or the dashboard (their steps are skipped).
+        dg.AssetCheckSpec("unique_keys", asset=FACT_KEY, blocking=True,
                           description="(store_key, prod_key) appears once in the week."),
-        dg.AssetCheckSpec("non_negative_measures", asset=FACT_KEY,
+        dg.AssetCheckSpec("non_negative_measures", asset=FACT_KEY, blocking=True,
                           description="Quantities, amounts, stock and counts are never negative."),
     ],
 )
