@@ -52,21 +52,33 @@ class StepFailed(Exception):
         self.result = result
 
 
-def spark_session(app_name: str = "salespipe", master: str | None = None, conf: dict | None = None):
+# What every session gets unless configured: also the Connect server's defaults.
+SESSION_DEFAULTS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.sources.partitionColumnTypeInference.enabled": "true",
+    "spark.sql.parquet.compression.codec": "snappy",
+}
+
+
+def spark_session(app_name: str = "salespipe", master: str | None = None, conf: dict | None = None,
+                  remote: str | None = None):
+    """A classic session (``master``), or with ``remote`` (sc://host:port) a new Spark Connect
+    session of its own on that server."""
     from pyspark.sql import SparkSession
 
+    if remote:
+        return connect_session(remote, conf)
+    # pyspark picks classic or Connect functions by this process-wide flag, which creating a
+    # Connect session sets: a process that had one (a test session) switches back here.
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
     # Python workers must run this interpreter (it has pyarrow), not whatever is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    defaults = {
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.shuffle.partitions": "8",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.sql.sources.partitionColumnTypeInference.enabled": "true",
-        "spark.sql.parquet.compression.codec": "snappy",
-    }
+    defaults = dict(SESSION_DEFAULTS)
     if (master or "").startswith("local"):
         # Nothing to reach from outside: keep the driver on the loopback interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -79,6 +91,35 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def connect_session(remote: str, conf: dict | None = None):
+    """A new Spark Connect session (its own temporary views, cache and SQL conf). Static
+    settings in ``conf`` (driver memory, ...) are the server's and are skipped."""
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    session = SparkSession.builder.remote(remote).create()
+    # The client's default rides out ten minutes of an unreachable server; a server that
+    # is gone should fail the step within seconds (`salespipe dev` restarts it meanwhile).
+    session.client.set_retry_policies([DefaultPolicy(max_retries=6, max_backoff=5000)])
+    runtime = {**SESSION_DEFAULTS, **(conf or {})}
+    for key, value in runtime.items():
+        if key.startswith("spark.sql."):
+            session.conf.set(key, value)
+    return session
+
+
+def use_session_kind(session) -> None:
+    """Make pyspark's functions match ``session`` (classic or Connect) in this process."""
+    if is_connect(session):
+        os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    else:
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+
+def is_connect(session) -> bool:
+    return type(session).__module__.startswith("pyspark.sql.connect")
 
 
 def main(run: Callable[..., dict], add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -1,5 +1,13 @@
-"""Runs the ``spark_steps`` programs for the assets, on one of three targets.
+"""Runs the ``spark_steps`` programs for the assets, on one of four targets.
 
+``SparkRuntime`` is dagster-pyspark's ``LazyPySparkResource`` (no session until a step
+asks for one) with the project's way of making the session:
+
+- ``connect`` (``remote="sc://127.0.0.1:PORT"``): a Spark Connect server that is already
+  warm (``salespipe dev`` / ``salespipe spark up`` start one, ``spark_server.py``). Each run
+  gets a Connect session of its own, closed when the run ends, so temporary views, cached
+  data and SQL configuration never leak between runs. A server that stops answering fails
+  the step with one line saying Spark is gone.
 - ``local`` (``master="local[N]"``): the step runs in this process against one
   SparkSession shared by every Spark asset of the run (the job uses the in-process
   executor, so a run is one JVM).
@@ -20,14 +28,18 @@ import importlib
 import os
 import sys
 import threading
+from typing import Any
+from urllib.parse import urlparse
 
 import dagster as dg
+from dagster_pyspark import LazyPySparkResource
 
 from spark_steps.lakefs import LakeWriteError
-from spark_steps.runtime import StepFailed, spark_session
+from spark_steps.runtime import StepFailed, is_connect, spark_session, use_session_kind
 
-_shipped: set[str] = set()  # SparkContext application ids the steps package was added to
+_shipped: set[str] = set()  # sessions (application or Connect session ids) the steps package was added to
 _ship_lock = threading.Lock()
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def step_failure(message: str, result: dict, extra: dict | None = None) -> dg.Failure:
@@ -40,18 +52,44 @@ def step_failure(message: str, result: dict, extra: dict | None = None) -> dg.Fa
     )
 
 
-class SparkRuntime(dg.ConfigurableResource):
+class SparkRuntime(LazyPySparkResource):
     master: str = "local[2]"
+    remote: str | None = None  # sc://host:port: a Spark Connect server instead of a JVM here
     conf: dict[str, str] = {
         "spark.driver.memory": "4g",
         "spark.sql.shuffle.partitions": "4",
     }
+    spark_config: dict[str, Any] = {}  # LazyPySparkResource's; the session is made from the fields above
 
     @property
     def target(self) -> str:
+        if self.remote:
+            return "connect"
         return "local" if self.master.startswith("local") else "cluster"
 
-    def session(self):
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._spark_session = None  # copies of a resource may share their private objects
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # The run's Connect session ends with the run (its views and cache are freed on the
+        # server); an in-process session stays for the next run of this process.
+        if self.target == "connect" and self._spark_session is not None:
+            try:
+                self._spark_session.stop()
+            except Exception as exc:  # the server may be gone; nothing is left to free then
+                context.log.debug(f"closing the Spark Connect session: {exc}")
+            self._spark_session = None
+
+    def _init_session(self) -> None:
+        if self._spark_session is None:
+            self._spark_session = self._new_session()
+
+    def _new_session(self):
+        if self.target == "connect":
+            session = spark_session(app_name="salespipe", remote=self.remote, conf=self.conf)
+            if urlparse(self.remote).hostname not in _LOOPBACK:
+                _ship_steps_package(session)  # a server elsewhere cannot import ours
+            return session
         if self.target == "local":
             return spark_session(app_name="salespipe", master=self.master, conf=self.conf)
         # Executors start this interpreter, so it must exist on the workers at this path.
@@ -59,6 +97,13 @@ class SparkRuntime(dg.ConfigurableResource):
         conf = {"spark.pyspark.python": os.environ["PYSPARK_PYTHON"], **self.conf}
         session = spark_session(app_name="salespipe", master=self.master, conf=conf)
         _ship_steps_package(session)
+        return session
+
+    def session(self):
+        if self.target != "connect":  # getOrCreate: the process's one session, made again if stopped
+            self._spark_session = self._new_session()
+        session = self.spark_session
+        use_session_kind(session)
         return session
 
     def run_step(self, context: dg.AssetExecutionContext, step: str, **args) -> dict:
@@ -70,15 +115,44 @@ class SparkRuntime(dg.ConfigurableResource):
         except LakeWriteError as exc:
             raise dg.Failure(description=str(exc), metadata={"path": dg.MetadataValue.path(exc.uri),
                                                              "reason": exc.reason}) from exc
+        except Exception as exc:
+            if self.target == "connect" and server_gone(exc):
+                raise dg.Failure(description=f"Spark is gone: the Spark Connect server at {self.remote} stopped "
+                                             f"answering during {step} ({first_line(exc)})",
+                                 metadata={"server": self.remote}, allow_retries=False) from None
+            raise
+
+
+def server_gone(exc: BaseException) -> bool:
+    """The error says the Connect server cannot be reached or has lost this session."""
+    import grpc
+    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+
+    if isinstance(exc, grpc.RpcError):
+        return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    text = str(exc)
+    markers = ("UNAVAILABLE", "Connection refused", "failed to connect to all addresses", "SESSION_NOT_FOUND",
+               "SESSION_CHANGED", "Socket closed", "RetriesExceeded")
+    return (isinstance(exc, SparkConnectGrpcException) or type(exc).__name__ == "RetriesExceeded") and \
+        any(m in text or m in type(exc).__name__ for m in markers)
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _ship_steps_package(session) -> None:
-    """Executors of a remote cluster import ``spark_steps`` from this zip."""
+    """Executors of a remote cluster (or a remote Connect server) import ``spark_steps`` from this zip."""
     from salespipe_assets.resources.spark_package import build_package
 
-    context = session.sparkContext
+    if is_connect(session):
+        key = session.session_id
+        add = lambda path: session.addArtifacts(path, pyfile=True)  # noqa: E731
+    else:
+        key = session.sparkContext.applicationId
+        add = session.sparkContext.addPyFile
     with _ship_lock:
-        if context.applicationId in _shipped:
+        if key in _shipped:
             return
-        context.addPyFile(str(build_package()))
-        _shipped.add(context.applicationId)
+        add(str(build_package()))
+        _shipped.add(key)
