@@ -95,6 +95,7 @@ def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) 
 def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool) -> None:
     """Materialize every complete new day in the lake, and its week, up to the warehouse."""
     _configure(lake, warehouse, spark_master)
+    _use_running_spark_server()
     import dagster as dg
 
     from salespipe_assets.definitions import build_definitions
@@ -125,6 +126,7 @@ def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | N
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
     _configure(lake, warehouse, spark_master)
+    _use_running_spark_server()
     import dagster as dg
 
     from salespipe_assets.backfill import backfill_lake, format_backfill
@@ -156,11 +158,68 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
     _configure(lake, warehouse, spark_master, create=True)
     if sensor_interval:
         os.environ["SALESPIPE_SENSOR_INTERVAL"] = str(sensor_interval)
+    _start_dev_spark_server()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     click.echo(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
     # exec: dagster dev then owns the terminal and shuts its webserver and daemon down on Ctrl-C
     argv = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
     os.execv(dagster, argv)  # nosec B606  # the venv's dagster with an argument list, no shell
+
+
+def _start_dev_spark_server() -> None:
+    """``salespipe dev``'s local Spark Connect server, kept up by a small supervisor next to the
+    webserver and daemon; the runs find it in SALESPIPE_SPARK_REMOTE. None when that is
+    already set or the Spark master is not local; one `salespipe spark up` started is used."""
+    from salespipe_assets.settings import Settings
+    from salespipe_assets.spark_server import REMOTE_ENV, running_server, start_supervised
+
+    master = Settings.from_env().spark_master
+    if os.environ.get(REMOTE_ENV) or not master.startswith("local"):
+        return
+    state = running_server(os.environ["DAGSTER_HOME"])  # `salespipe spark up`'s: it stays yours
+    if state is None:
+        state = start_supervised(os.environ["DAGSTER_HOME"], master=master)
+    os.environ[REMOTE_ENV] = state.url
+    click.echo(f"Spark Connect server: {state.url}  (log {state.log})")
+
+
+def _use_running_spark_server() -> None:
+    """``salespipe run``/``backfill``: a local Spark Connect server that is up (``salespipe dev``,
+    ``salespipe spark up``) serves the runs; without one, Spark runs in this process."""
+    from salespipe_assets.settings import Settings
+    from salespipe_assets.spark_server import REMOTE_ENV, running_server
+
+    if os.environ.get(REMOTE_ENV) or not Settings.from_env().spark_master.startswith("local"):
+        return
+    server = running_server(os.environ["DAGSTER_HOME"])
+    if server is not None:
+        os.environ[REMOTE_ENV] = server.url
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["up", "down", "status"]))
+@click.option("--master", default="local[2]", show_default=True, help="The server's Spark master.")
+@click.option("--driver-memory", default="4g", show_default=True)
+def spark(action: str, master: str, driver_memory: str) -> None:
+    """A local Spark Connect server on 127.0.0.1 that `salespipe run` uses while it is up
+    (`salespipe dev` starts its own); state and log under DAGSTER_HOME/spark-connect."""
+    from salespipe_assets import spark_server
+
+    home = _dagster_home()
+    server = spark_server.running_server(home)
+    if action == "status":
+        click.echo(f"Spark Connect server: up at {server.url} (pid {server.pid}, {server.master}, log {server.log})"
+                   if server else "Spark Connect server: down")
+        sys.exit(0 if server else 3)
+    if action == "down":
+        stopped = spark_server.stop(home)
+        click.echo(f"Spark Connect server stopped (pid {stopped.pid})" if stopped else "Spark Connect server: was not up")
+        return
+    if server is not None:
+        click.echo(f"Spark Connect server: already up at {server.url} (pid {server.pid})")
+        return
+    _, state = spark_server.start(home, master=master, driver_memory=driver_memory)
+    click.echo(f"Spark Connect server: up at {state.url} (pid {state.pid}, log {state.log})")
 
 
 @cli.command()
