@@ -19,14 +19,23 @@ from salespipe_assets.settings import DEFAULT_PARTITION_START, PROJECT_ROOT
 
 
 def _dagster_home() -> Path:
+    from salespipe_assets.instance import instance_yaml, use_profile
+
+    profile = os.environ.get("SALESPIPE_INSTANCE", "local")  # local: SQLite; postgres: DAGSTER_PG_*
+    try:
+        project = instance_yaml(profile)
+        use_profile(profile)
+    except ValueError as exc:
+        raise click.ClickException(str(exc))
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    src, used = PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml"
-    if src.exists() and not used.exists():
-        shutil.copy(src, used)
-    elif src.exists() and used.read_bytes() != src.read_bytes():
+    used = home / "dagster.yaml"
+    if not used.exists():
+        used.write_text(project)
+    elif used.read_text() != project:
         # kept (it may hold your edits), but say so: the project's may have news (queues, sensors)
-        click.echo(f"note: {used} differs from the project's {src}; delete it to use the project's", err=True)
+        click.echo(f"note: {used} differs from the project's {PROJECT_ROOT / 'dagster.yaml'} "
+                   f"(profile {profile}); delete it to use the project's", err=True)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -153,7 +162,11 @@ def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | N
                    "per run; SALESPIPE_EMR_* settings, docs/emr.md) [default: local[2]].")
 @click.option("--sensor-interval", default=None, type=click.IntRange(min=1),
               help="Least seconds between two listings of the raw zone [default: 1: every daemon loop, about 5 s].")
-def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None) -> None:
+@click.option("--code-server", "code_server_port", default=None, type=click.IntRange(1, 65535), is_flag=False,
+              flag_value=4000, help="Serve the code from its own `dagster code-server` on this port [flag alone: 4000]: "
+                                    "reloading the code then restarts neither the webserver nor the daemon.")
+def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, sensor_interval: int | None,
+        code_server_port: int | None) -> None:
     """Start the Dagster UI and daemon on 127.0.0.1 (sensors on) with a project-local DAGSTER_HOME."""
     _configure(lake, warehouse, spark_master, create=True)
     if sensor_interval:
@@ -161,8 +174,13 @@ def dev(lake: str, warehouse: str | None, port: int, spark_master: str | None, s
     _start_dev_spark_server()
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     click.echo(f"Dagster UI: http://127.0.0.1:{port}  (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    workspace = PROJECT_ROOT / "workspace.yaml"
+    if code_server_port:
+        from salespipe_assets.code_server import serve_with_code_server
+
+        sys.exit(serve_with_code_server(dagster, port, code_server_port, Path(os.environ["DAGSTER_HOME"])))
     # exec: dagster dev then owns the terminal and shuts its webserver and daemon down on Ctrl-C
-    argv = [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+    argv = [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)]
     os.execv(dagster, argv)  # nosec B606  # the venv's dagster with an argument list, no shell
 
 
