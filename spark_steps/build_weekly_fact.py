@@ -1,31 +1,52 @@
-"""Build and publish one week of the weekly sales-inventory fact (SPEC §3, §4).
+"""Build and publish weeks of the weekly sales-inventory fact (SPEC §3, §4).
 
-Reads the staged partitions of the week's seven days that exist, computes the fact and
-publishes ``curated/weekly_sales_inventory/week_start=<sunday>/`` atomically.
+Reads the staged partitions of the weeks' days that exist (one read for every week),
+computes the fact in one aggregation and publishes each week on its own as
+``curated/weekly_sales_inventory/week_start=<sunday>/``, atomically. Each week's write
+also counts its rows, negative rows and totals (``DataFrame.observe``); the distinct keys
+and the preview come from the small published file, read back.
 
     spark-submit spark_steps/build_weekly_fact.py --lake DIR --week-start 2024-01-07
+    spark-submit spark_steps/build_weekly_fact.py --lake DIR --week-starts '["2024-01-07", "2024-01-14"]'
+
+One week (``week_start``) returns that week's result and raises ``StepFailed`` when the
+week cannot be published; several (``week_starts``) return ``{"outcomes": [...]}``, one
+``{"result", "failure"}`` per week in the order asked, and never raise for one bad week.
+A week whose decimal sums do not fit decimal(38,2) fails with one line naming the week,
+the column and the (store_key, prod_key); its previous partition stays as it was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from collections.abc import Mapping
 
+import pyarrow.parquet as pq
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_steps.contract import CONTRACT, checked_date
-from spark_steps.fact import NON_NEGATIVE_MEASURES, weekly_fact
-from spark_steps.lakefs import MANIFEST, LakeFS
+from spark_steps.fact import NON_NEGATIVE_MEASURES, OVERFLOW, weekly_fact_checked
+from spark_steps.lakefs import DATA_FILE, MANIFEST, LakeFS, LakeWriteError
 from spark_steps.publish import publish
-from spark_steps.runtime import main
+from spark_steps.runtime import StepFailed, main
 from spark_steps.validate import spark_type
 
 FACT_DATASET = "curated/weekly_sales_inventory"
 PREVIEW_ROWS = 10
+TOTALS = ["total_sales_qty", "total_sales_amt", "no_stock_instances", "low_stock_instances", "no_stock_impact"]
+# The text a week's overflow guard raises inside Spark; found again in the exception's
+# message (a classic py4j error and a Spark Connect error both carry it).
+_OVERFLOW_TEXT = re.compile(r"(week \d{4}-\d{2}-\d{2}: \w+ of \(store_key -?\d+, prod_key -?\d+\) does not fit decimal\(38,2\))")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--week-start", required=True, help="the week's Sunday, YYYY-MM-DD")
+    weeks = parser.add_mutually_exclusive_group(required=True)
+    weeks.add_argument("--week-start", help="the week's Sunday, YYYY-MM-DD")
+    weeks.add_argument("--week-starts", type=json.loads, help='several weeks in one pass: a JSON list of Sundays')
 
 
 def partition_path(week_start: str) -> str:
@@ -45,51 +66,133 @@ def _staged_days(fs: LakeFS, table: str, days: list[str]) -> list[str]:
             if fs.exists(f"staged/{table}/business_date={d}/{MANIFEST}")]
 
 
-def run(spark, lake: str, week_start: str, run_id: str = "", **_) -> dict:
-    fs = LakeFS(lake)
-    days = week_days(week_start)
-    sales_parts = _staged_days(fs, "sales", days)
-    inventory_parts = _staged_days(fs, "inventory", days)
-    result = {"week_start": week_start, "run_id": run_id, "path": fs.uri(partition_path(week_start)),
-              "days_with_sales": len(sales_parts), "days_with_inventory": len(inventory_parts)}
-    if not sales_parts and not inventory_parts:
-        return {**result, "row_count": 0, "published": False}
+def run(spark, lake: str, week_start: str | None = None, run_id: str = "",
+        week_starts: list[str] | None = None, **_) -> dict:
+    if (week_start is None) == (week_starts is None):
+        raise ValueError("give week_start or week_starts, not both")
+    if week_starts is None:
+        [outcome] = _run_weeks(spark, LakeFS(lake), [week_start], run_id, single=True)
+        if outcome["failure"]:
+            raise StepFailed(outcome["failure"], outcome["result"])
+        return outcome["result"]
+    return {"outcomes": _run_weeks(spark, LakeFS(lake), list(week_starts), run_id)}
 
-    sales = _read(spark, fs, sales_parts, "sales")
-    inventory = _read(spark, fs, inventory_parts, "inventory")
-    fact = weekly_fact(sales, inventory).where(F.col("week_start") == F.lit(week_start).cast("date"))
-    fact = fact.drop("week_start").cache()  # Hive partition column: carried by the path
+
+def _run_weeks(spark, fs: LakeFS, weeks: list[str], run_id: str, single: bool = False) -> list[dict]:
+    outcomes: dict[str, dict] = {}
+    plans: dict[str, dict] = {}
+    for week in dict.fromkeys(weeks):  # a week asked twice is built once
+        try:
+            days = week_days(week)
+        except ValueError as exc:
+            outcomes[week] = {"result": {"week_start": week, "run_id": run_id, "published": False},
+                              "failure": str(exc)}
+            continue
+        sales, inventory = _staged_days(fs, "sales", days), _staged_days(fs, "inventory", days)
+        result = {"week_start": week, "run_id": run_id, "path": fs.uri(partition_path(week)),
+                  "days_with_sales": len(sales), "days_with_inventory": len(inventory)}
+        if not sales and not inventory:
+            outcomes[week] = {"result": {**result, "row_count": 0, "published": False}, "failure": None}
+        else:
+            plans[week] = {"result": result, "sales": sales, "inventory": inventory}
+    if plans:
+        sales = _read(spark, fs, [p for w in plans.values() for p in w["sales"]], "sales")
+        inventory = _read(spark, fs, [p for w in plans.values() for p in w["inventory"]], "inventory")
+        fact = weekly_fact_checked(sales, inventory).where(
+            F.col("week_start").isin([dt.date.fromisoformat(w) for w in plans]))
+        if len(plans) > 1:
+            fact = fact.cache()  # one aggregation; each week's write filters it
+        try:
+            for week, plan in plans.items():
+                try:
+                    outcomes[week] = _publish_week(fact, fs, week, plan, run_id)
+                except LakeWriteError as exc:
+                    if single:  # one week: the step's usual one-line ERROR
+                        raise
+                    outcomes[week] = {"result": {**plan["result"], "published": False}, "failure": str(exc)}
+        finally:
+            if len(plans) > 1:
+                fact.unpersist()
+    return [outcomes[w] for w in weeks]
+
+
+def _publish_week(fact, fs: LakeFS, week: str, plan: dict, run_id: str) -> dict:
+    result = plan["result"]
+    rel = partition_path(week)
+    week_fact = fact.where(F.col("week_start") == F.lit(week).cast("date"))
+    # A pair whose sum overflowed stops the write before anything is published.
+    guard = F.assert_true(F.col(OVERFLOW).isNull(), F.concat(
+        F.lit(f"week {week}: "), F.col(OVERFLOW), F.lit(" of (store_key "), F.col("store_key").cast("string"),
+        F.lit(", prod_key "), F.col("prod_key").cast("string"), F.lit(") does not fit decimal(38,2)")))
+    week_fact = week_fact.where(guard.isNull()).drop(OVERFLOW, "week_start")  # week_start: carried by the path
+    negative = F.expr(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES))
+    observed = Observation(f"fact-{week}")
+    week_fact = week_fact.observe(
+        observed,
+        F.count(F.lit(1)).alias("_rows"),
+        F.count(F.when(negative, 1)).alias("_negative_rows"),
+        # doubles: a sum over many pairs may not fit decimal(38,2) even when every pair does
+        *[F.sum(F.col(c).cast("double")).alias(c) for c in TOTALS],
+    )
+    sources = [
+        {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
+        for p in plan["sales"] + plan["inventory"]
+    ]
+    counts = _AfterWrite(lambda: _counts(observed.get))
     try:
-        negative = F.expr(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES))
-        stats = fact.agg(  # one job for the checks and the totals
-            F.count(F.lit(1)).alias("_rows"),
-            F.count_distinct("store_key", "prod_key").alias("_distinct_keys"),
-            F.count(F.when(negative, 1)).alias("_negative_rows"),
-            F.sum("total_sales_qty").alias("total_sales_qty"),
-            F.sum("total_sales_amt").alias("total_sales_amt"),
-            F.sum("no_stock_instances").alias("no_stock_instances"),
-            F.sum("low_stock_instances").alias("low_stock_instances"),
-            F.sum("no_stock_impact").alias("no_stock_impact"),
-        ).first().asDict()
-        row_count, distinct_keys, negative_rows = (stats.pop(k) for k in ("_rows", "_distinct_keys", "_negative_rows"))
-        totals = {k: float(v or 0) for k, v in stats.items()}
-        sources = [
-            {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
-            for p in sales_parts + inventory_parts
-        ]
-        manifest = publish(
-            fact, fs, partition_path(week_start),
-            {"dataset": FACT_DATASET, "week_start": week_start, "row_count": row_count,
-             "run_id": run_id, "sources": sources, "totals": totals},
-            sort_by=["store_key", "prod_key"],
-        )
-        preview = [r.asDict() for r in fact.orderBy(F.desc("total_sales_amt"), "store_key", "prod_key")
-                   .limit(PREVIEW_ROWS).collect()]
-    finally:
-        fact.unpersist()
-    return {**result, "row_count": row_count, "distinct_keys": distinct_keys,
-            "rows_with_negative_measure": negative_rows, "published": True, "schema": manifest["schema"],
-            "preview": preview, "totals": totals}
+        manifest = publish(week_fact, fs, rel, _AfterWrite(lambda: {
+            "dataset": FACT_DATASET, "week_start": week, "row_count": counts["row_count"], "run_id": run_id,
+            "sources": sources, "totals": counts["totals"]}), sort_by=["store_key", "prod_key"])
+    except LakeWriteError:
+        raise
+    except Exception as exc:
+        found = _OVERFLOW_TEXT.search(str(exc))
+        if found is None:
+            raise
+        return {"result": {**result, "published": False, "error": {"reason": "overflow", "detail": found[1]}},
+                "failure": f"{found[1]}: the week is not published (its previous partition is kept)"}
+    distinct_keys, preview = _read_back(fs, rel)
+    return {"result": {**result, "row_count": counts["row_count"], "distinct_keys": distinct_keys,
+                       "rows_with_negative_measure": counts["negative_rows"], "published": True,
+                       "schema": manifest["schema"], "preview": preview, "totals": counts["totals"]},
+            "failure": None}
+
+
+def _counts(metrics: dict) -> dict:
+    return {"row_count": int(metrics["_rows"]), "negative_rows": int(metrics["_negative_rows"]),
+            "totals": {c: float(metrics.get(c) or 0) for c in TOTALS}}
+
+
+class _AfterWrite(Mapping):
+    """A mapping computed on first use: ``publish`` reads its manifest only after the
+    write, when the write's observed counts exist."""
+
+    def __init__(self, make):
+        self._make, self._doc = make, None
+
+    def _get(self) -> dict:
+        if self._doc is None:
+            self._doc = self._make()
+        return self._doc
+
+    def __getitem__(self, key):
+        return self._get()[key]
+
+    def __iter__(self):
+        return iter(self._get())
+
+    def __len__(self):
+        return len(self._get())
+
+
+def _read_back(fs: LakeFS, rel: str) -> tuple[int, list[dict]]:
+    """Distinct (store_key, prod_key) and the top rows, from the published file (one small
+    Parquet file; no Spark job)."""
+    with fs.fs.open_input_file(fs.path(f"{rel}/{DATA_FILE}")) as f:
+        table = pq.read_table(f)
+    distinct = table.group_by(["store_key", "prod_key"]).aggregate([]).num_rows
+    top = table.sort_by([("total_sales_amt", "descending"), ("store_key", "ascending"), ("prod_key", "ascending")])
+    return distinct, top.slice(0, PREVIEW_ROWS).to_pylist()
 
 
 def _read(spark, fs: LakeFS, parts: list[str], table: str):

@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from spark_steps import build_weekly_fact
 from spark_steps.contract import INVENTORY, SALES
 from spark_steps.fact import FACT_COLUMNS, weekly_fact
+from spark_steps.runtime import StepFailed
 from spark_steps.validate import spark_type
 
 d = dt.date.fromisoformat
@@ -199,3 +200,104 @@ def test_published_week_is_hive_partitioned_with_manifest_and_idempotent(spark, 
         f"staged/sales/business_date={MON}", f"staged/sales/business_date={TUE}",
         f"staged/inventory/business_date={MON}", f"staged/inventory/business_date={TUE}",
     ]
+
+
+def _staged_lake(spark, lake, sales_rows, inventory_rows):
+    """Stage every day that has rows (a day's partition holds that day's rows only)."""
+    days = sorted({r[3] for r in sales_rows} | {r[0] for r in inventory_rows})
+    for day in days:
+        _write_staged(spark, lake, "sales", _schema(SALES), [r for r in sales_rows if r[3] == day], day)
+        _write_staged(spark, lake, "inventory", _schema(INVENTORY), [r for r in inventory_rows if r[0] == day], day)
+
+
+def _published(lake):
+    """Every published week: (week, rows sorted) and the manifest's counts and sources."""
+    weeks = {}
+    for part in sorted((lake / "curated" / "weekly_sales_inventory").glob("week_start=*")):
+        rows = duckdb.sql(f"SELECT * FROM read_parquet('{part}/part-00000.parquet') ORDER BY store_key, prod_key").fetchall()
+        manifest = json.loads((part / "_manifest.json").read_text())
+        weeks[part.name] = {"rows": rows, "files": sorted(p.name for p in part.iterdir()),
+                            **{k: manifest[k] for k in ("row_count", "sources", "totals", "week_start")}}
+    return weeks
+
+
+def test_two_weeks_in_one_call_publish_what_two_single_week_calls_do(spark, tmp_path):
+    # SALES_ROWS spans the week of SUN and, with pair (3, 10)'s Sunday sale, the week of NEXT_SUN
+    one, two = tmp_path / "one", tmp_path / "two"
+    for lake in (one, two):
+        _staged_lake(spark, lake, SALES_ROWS, INVENTORY_ROWS)
+    singles = [build_weekly_fact.run(spark, lake=str(one), week_start=str(w), run_id="r") for w in (SUN, NEXT_SUN)]
+    both = build_weekly_fact.run(spark, lake=str(two), week_starts=[str(SUN), str(NEXT_SUN)], run_id="r")
+    assert [o["failure"] for o in both["outcomes"]] == [None, None]
+    for single, outcome in zip(singles, both["outcomes"]):
+        assert {**outcome["result"], "path": None} == {**single, "path": None}
+    assert _published(two) == _published(one)
+    assert sorted(_published(two)) == [f"week_start={SUN}", f"week_start={NEXT_SUN}"]
+    assert [o["result"]["row_count"] for o in both["outcomes"]] == [6, 1]  # 6 pairs in the first week (see fact)
+    assert _published(two)[f"week_start={SUN}"]["files"] == ["_SUCCESS", "_manifest.json", "part-00000.parquet"]
+
+
+def test_the_checks_counts_come_with_the_write(spark, tmp_path):
+    _staged_lake(spark, tmp_path, SALES_ROWS, INVENTORY_ROWS)
+    r = build_weekly_fact.run(spark, lake=str(tmp_path), week_start=str(SUN))
+    assert (r["row_count"], r["distinct_keys"], r["rows_with_negative_measure"]) == (6, 6, 0)
+    # totals over the week's six pairs: qty 2+1+2 + 1 + 4 + 0 + 1 = 11; amt 10+5+10 + 7 + 8 + 0 + 2 = 42
+    assert r["totals"] == {"total_sales_qty": 11.0, "total_sales_amt": 42.0, "no_stock_instances": 2.0,
+                           "low_stock_instances": 3.0, "no_stock_impact": 7.0}
+    # the preview: the top rows by amount, ties by key: (1,10) 25, (2,10) 8, (1,11) 7, (3,10) 2, then 0s
+    assert [(p["store_key"], p["prod_key"]) for p in r["preview"]] == [(1, 10), (2, 10), (1, 11), (3, 10), (1, 12), (2, 12)]
+    assert r["preview"][0]["total_sales_amt"] == D("25.00") and "week_start" not in r["preview"][0]
+
+
+BIG = "900000000000000000000000000000000000.00"  # 9e35 fits decimal(38,2); twice it does not
+
+
+def test_a_week_whose_sum_overflows_fails_in_one_line_and_keeps_its_partition(spark, tmp_path):
+    _staged_lake(spark, tmp_path, [r for r in SALES_ROWS if r[3] == MON], [r for r in INVENTORY_ROWS if r[0] == MON])
+    build_weekly_fact.run(spark, lake=str(tmp_path), week_start=str(SUN), run_id="before")
+    part = tmp_path / "curated" / "weekly_sales_inventory" / f"week_start={SUN}"
+    before = {p.name: p.read_bytes() for p in part.iterdir()}
+    # two valid rows on Wednesday for pair (1, 10): their day's quantity does not fit
+    _staged_lake(spark, tmp_path, [sale(20, WED, 1, 10, BIG, "1.00", "1.00"), sale(21, WED, 1, 10, BIG, "1.00", "1.00")], [])
+    with pytest.raises(StepFailed) as failed:
+        build_weekly_fact.run(spark, lake=str(tmp_path), week_start=str(SUN), run_id="after")
+    message = str(failed.value)
+    assert "\n" not in message
+    assert message.startswith(f"week {SUN}: total_sales_qty of (store_key 1, prod_key 10) does not fit decimal(38,2)")
+    assert {p.name: p.read_bytes() for p in part.iterdir()} == before          # the previous partition, untouched
+    assert not [p for p in part.parent.iterdir() if p.name.startswith(".tmp-")]  # nothing left behind
+
+
+def test_in_weeks_mode_an_overflowing_week_fails_alone(spark, tmp_path):
+    third = NEXT_SUN + dt.timedelta(days=7)
+    sales = [
+        sale(1, MON, 1, 10, "2.00", "10.00", "6.00"),
+        # week 2: each day's amount fits, the week's sum for pair (2, 12) does not
+        sale(2, NEXT_SUN, 2, 12, "1.00", BIG, "1.00"),
+        sale(3, NEXT_SUN + dt.timedelta(days=1), 2, 12, "1.00", BIG, "1.00"),
+        sale(4, third, 3, 10, "1.00", "2.00", "1.00"),
+    ]
+    _staged_lake(spark, tmp_path, sales, [])
+    out = build_weekly_fact.run(spark, lake=str(tmp_path), week_starts=[str(SUN), str(NEXT_SUN), str(third)])
+    failures = [o["failure"] for o in out["outcomes"]]
+    assert failures[0] is None and failures[2] is None
+    assert failures[1].startswith(f"week {NEXT_SUN}: total_sales_amt of (store_key 2, prod_key 12) does not fit")
+    assert "\n" not in failures[1] and out["outcomes"][1]["result"]["published"] is False
+    assert sorted(_published(tmp_path)) == [f"week_start={SUN}", f"week_start={third}"]
+    assert _published(tmp_path)[f"week_start={third}"]["rows"][0][3:6] == (D("1.00"), D("2.00"), D("1.00"))
+
+
+def test_weeks_mode_reports_a_bad_week_and_builds_the_others(spark, tmp_path):
+    _staged_lake(spark, tmp_path, SALES_ROWS[:1], [])
+    out = build_weekly_fact.run(spark, lake=str(tmp_path), week_starts=[str(MON), str(SUN)])
+    assert out["outcomes"][0]["failure"] == f"week_start {MON} is not a Sunday"
+    assert out["outcomes"][1]["failure"] is None and out["outcomes"][1]["result"]["row_count"] == 1
+
+
+def test_the_command_line_takes_several_weeks():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    build_weekly_fact.add_arguments(parser)
+    assert parser.parse_args(["--week-starts", '["2024-01-07", "2024-01-14"]']).week_starts == ["2024-01-07", "2024-01-14"]
+    assert parser.parse_args(["--week-start", "2024-01-07"]).week_starts is None
