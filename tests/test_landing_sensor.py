@@ -6,6 +6,8 @@ sensor produces (same content -> same key, new content -> new key) and its curso
 """
 
 import gzip
+import hashlib
+import json
 import os
 import time
 
@@ -23,6 +25,9 @@ BUCKET = "salespipe-test"
 
 
 class LocalLanding:
+    def digest(self, name: str) -> str:
+        return hashlib.sha256((self.root / "raw" / name).read_bytes()).hexdigest()
+
     def __init__(self, root):
         self.root = root
         self.lake = LocalLake(root=str(root))
@@ -47,6 +52,9 @@ class S3Landing:
         self.lake = S3Lake(root=f"s3://{BUCKET}/lake", s3=S3Resource(
             endpoint_url=endpoint, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing"))
+
+    def digest(self, name: str) -> str:
+        return hashlib.md5(self.client.get_object(Bucket=BUCKET, Key=f"lake/raw/{name}")["Body"].read()).hexdigest()
 
     def put(self, name: str, data: bytes) -> None:
         self.client.put_object(Bucket=BUCKET, Key=f"lake/raw/{name}", Body=data)
@@ -120,10 +128,11 @@ def test_complete_day_requests_one_run_for_its_partition(landing, instance, tick
     assert request.job_name == "daily_job" and request.partition_key == "2024-01-08"
     assert request.run_key.startswith("2024-01-08:")
     assert request.tags["salespipe/fingerprint"] == request.run_key.split(":")[1]
-    # its week's run is queued behind it: same week chain tag (one at a time, dagster.yaml)
+    assert json.loads(request.tags["salespipe/fingerprints"]) == {"2024-01-08": request.tags["salespipe/fingerprint"]}
+    # its week's run is queued behind it: same chain tag (one at a time, dagster.yaml)
     assert week.job_name == "weekly_job" and week.partition_key == "2024-01-07"
     assert week.run_key == f"2024-01-07:after:{request.run_key}"
-    assert week.tags["salespipe/week_chain"] == request.tags["salespipe/week_chain"] == "2024-01-07"
+    assert week.tags["salespipe/week_chain"] == request.tags["salespipe/week_chain"] == "landing"
     # nothing new since: the sensor skips
     third = tick(landing, instance, second.cursor)
     assert isinstance(third, dg.SkipReason)
@@ -168,16 +177,57 @@ def test_a_resend_within_the_same_second_is_still_seen(tmp_path, instance, tick)
     assert rerun.partition_key == "2024-01-08" and rerun.run_key != original.run_key
 
 
-def test_many_days_at_once_are_requested_oldest_first_each_week_after_its_days(landing, instance, tick):
-    for day in ("2024-01-14", "2024-01-10", "2024-01-08", "2024-01-09"):
+def _span(request: dg.RunRequest) -> tuple[str, str, str]:
+    """(job, first partition, last partition) of a request for one partition or a range."""
+    if request.partition_key:
+        return request.job_name, request.partition_key, request.partition_key
+    return (request.job_name, request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"])
+
+
+def _fingerprint(day_dir_files: dict[str, bytes]) -> str:
+    """The day's fingerprint worked out from its files' bytes (checksums or, on S3 for a
+    single-part upload, the ETag: the MD5 of the bytes), in the SPEC's table order."""
+    return hashlib.sha256("|".join(f"{t}:{h}" for t, h in day_dir_files.items()).encode()).hexdigest()[:16]
+
+
+def test_several_complete_days_in_one_tick_give_one_range_run_then_one_run_for_their_weeks(landing, instance, tick):
+    for day in ("2024-01-13", "2024-01-11", "2024-01-12", "2024-01-14"):
         _day(landing, day)
     result = tick(landing, instance)
-    assert [(r.job_name, r.partition_key) for r in result.run_requests] == [
-        ("daily_job", "2024-01-08"), ("daily_job", "2024-01-09"), ("daily_job", "2024-01-10"),
-        ("weekly_job", "2024-01-07"),
-        ("daily_job", "2024-01-14"), ("weekly_job", "2024-01-14"),
-    ]
-    assert [r.tags["salespipe/week_chain"] for r in result.run_requests] == ["2024-01-07"] * 4 + ["2024-01-14"] * 2
+    [daily, weekly] = result.run_requests
+    # four consecutive days across a week boundary: one daily run over the range, the weeks behind it
+    assert _span(daily) == ("daily_job", "2024-01-11", "2024-01-14")
+    assert _span(weekly) == ("weekly_job", "2024-01-07", "2024-01-14")
+    assert daily.tags["salespipe/week_chain"] == weekly.tags["salespipe/week_chain"] == "landing"
+    fingerprints = json.loads(daily.tags["salespipe/fingerprints"])
+    assert sorted(fingerprints) == ["2024-01-11", "2024-01-12", "2024-01-13", "2024-01-14"]
+    digest = landing.digest
+    for day, fp in fingerprints.items():
+        assert fp == _fingerprint({t: digest(f"{t}_{day}.csv.gz") for t in TABLES})
+    assert daily.run_key.startswith("2024-01-11..2024-01-14:")
+    assert weekly.run_key == f"2024-01-07..2024-01-14:after:{daily.run_key}"
+
+
+def test_days_apart_give_one_range_run_each(landing, instance, tick):
+    for day in ("2024-01-08", "2024-01-09", "2024-01-11"):
+        _day(landing, day)
+    result = tick(landing, instance)
+    assert [_span(r) for r in result.run_requests] == [
+        ("daily_job", "2024-01-08", "2024-01-09"), ("daily_job", "2024-01-11", "2024-01-11"),
+        ("weekly_job", "2024-01-07", "2024-01-07")]
+
+
+def test_a_range_run_that_succeeded_counts_for_each_of_its_days(landing, instance, tick):
+    for day in ("2024-01-08", "2024-01-09", "2024-01-10"):
+        _day(landing, day)
+    [daily, _] = tick(landing, instance).run_requests
+    instance.add_run(dg.DagsterRun(job_name="daily_job", status=dg.DagsterRunStatus.SUCCESS, tags=daily.tags))
+    assert tick(landing, instance).run_requests == []         # fresh cursor, same content: nothing
+    _day(landing, "2024-01-09", tables=("sales",), content=b"corrected")
+    [again, week] = tick(landing, instance).run_requests       # only the re-sent day, alone
+    assert _span(again) == ("daily_job", "2024-01-09", "2024-01-09")
+    assert _span(week) == ("weekly_job", "2024-01-07", "2024-01-07")
 
 
 def test_restart_with_the_saved_cursor_misses_nothing_and_repeats_nothing(landing, instance, tick):
