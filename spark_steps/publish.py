@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from spark_steps.lakefs import LakeFS, LakeWriteError, io_failure_reason
 
@@ -30,8 +31,9 @@ def publish(
     written = lake.spark_output(final_rel)
     try:
         # repartition, not coalesce: coalesce(1) would pull the whole upstream plan
-        # (parsing, typing, joins) into a single task.
-        df.repartition(1).sortWithinPartitions(*sort_by).write.mode("errorifexists").parquet(written)
+        # (parsing, typing, joins) into a single task. Mode "error" (= errorifexists, which
+        # a Spark Connect session does not accept).
+        df.repartition(1).sortWithinPartitions(*sort_by).write.mode("error").parquet(written)
     except Exception as exc:
         lake.discard(written)
         reason = io_failure_reason(exc)
@@ -46,3 +48,65 @@ def publish(
     }
     lake.publish(written, final_rel, full)
     return full
+
+
+def _arrow_schema(df: DataFrame):
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    def arrow(t):
+        if isinstance(t, T.DecimalType):
+            return pa.decimal128(t.precision, t.scale)
+        return {T.LongType: pa.int64(), T.IntegerType: pa.int32(), T.DateType: pa.date32(),
+                T.BooleanType: pa.bool_(), T.StringType: pa.string()}[type(t)]
+
+    return pa.schema([pa.field(f.name, arrow(f.dataType)) for f in df.schema.fields])
+
+
+def publish_days(df: DataFrame, lake: LakeFS, days: dict[int, tuple[str, dict]], sort_by: str,
+                 any_rows: bool = True) -> list[dict]:
+    """Publish the rows of several days, told apart by the column ``_fid``, each as its
+    own dataset ``days[fid] = (final_rel, manifest)``: one Spark write partitioned by
+    ``_fid`` into a hidden staging directory, then every day's single sorted Parquet file
+    published atomically with its manifest (``LakeFS.publish``). A day without rows gets
+    an empty Parquet file with the schema; with ``any_rows`` false Spark writes nothing.
+    Returns the schema (without ``_fid``)."""
+    import os
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    data_schema = schema_of(df.drop("_fid"))
+    if not days:
+        return data_schema
+    written = None
+    if any_rows:
+        written = lake.spark_output(next(iter(days.values()))[0])
+        try:
+            parts = min(len(days), int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")))
+            (df.where(F.col("_fid").isin(*days)).repartition(parts, "_fid")
+             .sortWithinPartitions("_fid", sort_by).withColumnRenamed("_fid", "fid")
+             .write.mode("error").partitionBy("fid").parquet(written))
+        except Exception as exc:
+            lake.discard(written)
+            reason = io_failure_reason(exc)
+            if reason is None:
+                raise
+            raise LakeWriteError(lake.uri(next(iter(days.values()))[0]), reason) from exc
+    empty_schema = None
+    try:
+        for fid, (final_rel, manifest) in days.items():
+            source = f"{written}/fid={fid}" if written else None
+            if source is None or not lake.has_files(source):
+                if empty_schema is None:
+                    empty_schema = _arrow_schema(df.drop("_fid"))
+                local = tempfile.mkdtemp(prefix="salespipe-empty-")
+                pq.write_table(empty_schema.empty_table(), os.path.join(local, "part-00000.parquet"))
+                source = "file://" + local
+            full = {**manifest, "path": lake.uri(final_rel), "schema": data_schema,
+                    "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            lake.publish(source, final_rel, full)
+    finally:
+        if written:
+            lake.discard(written)
+    return data_schema
