@@ -22,24 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-ENV_VAR = "SALESPIPE_SPARK_CDS"  # a path to use instead, or "off"
-# The JVM says nothing about the archive (a stale one is silently ignored).
-_QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off -Xshare:auto"
+from spark_steps.jvm_options import CDS_ENV_VAR, archive_path, cds_java_options
 
+__all__ = ["ENV_VAR", "archive_path", "build", "driver_java_options"]
 
-def archive_path() -> Path | None:
-    setting = os.environ.get(ENV_VAR, "")
-    if setting.lower() == "off":
-        return None
-    return Path(setting) if setting else Path(sys.prefix) / "share" / "salespipe" / "spark-driver.jsa"
-
-
-def driver_java_options(existing: str = "") -> str:
-    """``spark.driver.extraJavaOptions`` that use the archive when there is one."""
-    path = archive_path()
-    if path is None or not path.is_file():
-        return existing
-    return f"{existing} -XX:SharedArchiveFile={path} {_QUIET}".strip()
+# The archive's location and the options that map it live in jvm_options (runtime uses
+# them to start every local driver; this module only builds the archive).
+ENV_VAR = CDS_ENV_VAR
+driver_java_options = cds_java_options
 
 
 def _workload(java_options: str) -> None:

@@ -16,32 +16,8 @@ import os
 import sys
 from typing import Callable
 
+from spark_steps.jvm_options import local_driver_java_options
 from spark_steps.lakefs import LakeWriteError
-
-
-# A local run's driver JVM lives for one run, a few minutes at most, on few cores: C2's
-# optimising compiles cost more CPU than they give back before the JVM exits. With C1
-# alone a demo day's staging took 18 s instead of 28 s in a fresh JVM and its week 7-9 s
-# instead of 11 s, while one day at scale 1 took the same time (58.8 s against 58.5 s).
-# A TieredStopAtLevel or TieredCompilation in the configured options wins.
-LOCAL_DRIVER_JIT = "-XX:TieredStopAtLevel=1"
-# C1 alone puts the JVM in "client emulation": its code cache shrinks from 240 MB to 48 MB.
-# A JVM that lives long (`salespipe run` over many days, a test session) fills that, and a
-# full code cache disables the compiler and makes Spark's scheduler fail on an
-# InternalError, which leaves the job waiting forever. The usual size, unless configured.
-LOCAL_DRIVER_CODE_CACHE = "-XX:ReservedCodeCacheSize=240m"
-
-
-def local_driver_java_options(existing: str = "") -> str:
-    """``spark.driver.extraJavaOptions`` for a local driver: C1 only with a full-size code
-    cache, from the CDS archive."""
-    from spark_steps.jvm_cds import driver_java_options
-
-    if "Tiered" not in existing:
-        existing = f"{existing} {LOCAL_DRIVER_JIT}".strip()
-    if "ReservedCodeCacheSize" not in existing:
-        existing = f"{existing} {LOCAL_DRIVER_CODE_CACHE}".strip()
-    return driver_java_options(existing)
 
 
 class StepFailed(Exception):
@@ -90,7 +66,12 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
             settings.get("spark.driver.extraJavaOptions", ""))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    remote_env = os.environ.pop("SPARK_REMOTE", None)  # would make getOrCreate a Connect session
+    try:
+        return builder.getOrCreate()
+    finally:
+        if remote_env is not None:
+            os.environ["SPARK_REMOTE"] = remote_env
 
 
 def connect_session(remote: str, conf: dict | None = None):

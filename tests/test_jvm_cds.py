@@ -59,3 +59,25 @@ def test_a_configured_jit_setting_wins(monkeypatch):
     assert local_driver_java_options("-XX:-TieredCompilation") == f"-XX:-TieredCompilation {cache}"
     assert local_driver_java_options("-XX:ReservedCodeCacheSize=64m") == \
         "-XX:ReservedCodeCacheSize=64m -XX:TieredStopAtLevel=1"
+
+
+def _imported_modules(module) -> set[str]:
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    found = set()
+    for node in ast.walk(tree):  # lazy imports inside functions count too
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_jvm_options_and_the_archive_builder_do_not_import_each_other():
+    from spark_steps import jvm_options, runtime
+
+    assert "spark_steps.jvm_cds" not in _imported_modules(runtime)
+    assert not {"spark_steps.jvm_cds", "spark_steps.runtime"} & _imported_modules(jvm_options)
+    assert jvm_cds.driver_java_options is jvm_options.cds_java_options  # one definition of the archive's options
