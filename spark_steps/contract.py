@@ -153,6 +153,7 @@ REASON_NEGATIVE = "negative_value"
 REASON_REQUIRED = "required_null"
 REASON_TYPE = "unparseable_value"
 REASON_FLAG = "flag_not_0_1"
+REASON_UNBALANCED_QUOTE = "unbalanced_quote"  # a quoted value never closed: no row from it
 
 
 def landing_name(table: str, day: str, gz: bool = True) -> str:

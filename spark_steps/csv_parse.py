@@ -1,33 +1,36 @@
-"""Read a landed CSV file in the JVM: physical line numbers, file-level checks, fields.
+"""Read landed CSV files in the JVM: physical line numbers, file-level checks, records, fields.
 
-Spark's CSV source loses line numbers, so a file is read as text lines
-(``lineSep`` "\\n": a lone "\\r" is not a line break, a trailing one is stripped) with
-each line's physical number, and the fields of each line are parsed with ``from_csv``.
-Everything runs in the JVM (no Python workers); a gzip file is one partition, a large
-plain file several, whose lines are numbered from per-partition counts.
+Spark's CSV source loses line numbers, so the files of one table are read together as text
+lines (``lineSep`` "\\n": a lone "\\r" is not a line break, a trailing one is stripped) with
+the file each line came from and its place in the file; the fields of each record are
+parsed with ``from_csv``. Everything runs in the JVM (no Python workers).
 
-Each physical line is one record: quoted values spanning lines are not supported (a
-Snowflake unload with the project's file format never writes them); such a line is
-rejected as a row with the wrong number of fields. Blank lines are not rows.
-
-``inspect_file`` makes one pass that checks the file as a whole (SPEC §2 file level:
-decodable gzip and UTF-8, a header, the right header) and counts its rows;
-``parse_lines`` gives every data row, all strings, or ``_row_error`` with the raw line.
+Records follow RFC 4180: a quoted value may hold line breaks (a Snowflake unload with
+FIELD_OPTIONALLY_ENCLOSED_BY writes them so), and such a record is numbered by its first
+physical line. Clean files pay nothing for that: the one pass that checks the files
+(``file_groups``) also counts the lines with an odd number of quotes, and only a file that
+has some is stitched into records (``records``). A record whose quote is never closed is
+rejected as ``unbalanced_quote``. Blank lines outside a quoted value are not rows.
 """
 
 from __future__ import annotations
 
 import csv
+import urllib.parse
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from spark_steps.contract import REASON_FIELD_COUNT, Table
+from spark_steps.contract import REASON_FIELD_COUNT, REASON_UNBALANCED_QUOTE, Table
 
 META_COLUMNS = ("_file", "_line", "_row_error", "_raw")
 _ROW_INDEX_BITS = 33  # monotonically_increasing_id = partition index << 33 | row index
 _CORRUPT = "__wrong_field_count__"  # from_csv puts a line whose field count is wrong here
+_BOM = "\ufeff"
+# A quote between two characters that are neither a quote nor a comma cannot open or
+# close a quoted value (RFC 4180): it is taken as it is, like any CSV reader does.
+_STRAY_QUOTE = r'(?<=[^",])"(?=[^",])'
 
 
 class FileError(Exception):
@@ -41,14 +44,16 @@ class FileError(Exception):
 class FileFacts:
     rows_read: int
     offsets: dict[int, int] = field(default_factory=dict)  # partition index -> lines before it
+    multiline: bool = False  # some line has an odd number of quotes: stitch records
 
 
-def read_lines(spark: SparkSession, path: str) -> DataFrame:
-    """``_part``, ``_block`` (where its split starts), ``_row`` (index within the
-    partition) and ``value`` (the line without its "\\n" and a trailing "\\r") of every
-    physical line, blank ones included."""
+def read_lines(spark: SparkSession, paths: str | list[str]) -> DataFrame:
+    """``_path`` (the file, as Spark names it), ``_part``, ``_block`` (where its split
+    starts), ``_row`` (index within the partition) and ``value`` (the line without its
+    "\\n" and a trailing "\\r") of every physical line of every file, blank ones included."""
     value = F.col("value")
-    return spark.read.option("lineSep", "\n").text(path).select(
+    return spark.read.option("lineSep", "\n").text([paths] if isinstance(paths, str) else list(paths)).select(
+        F.input_file_name().alias("_path"),
         F.spark_partition_id().alias("_part"),
         F.input_file_block_start().alias("_block"),
         (F.monotonically_increasing_id().bitwiseAND((1 << _ROW_INDEX_BITS) - 1)).alias("_row"),
@@ -57,58 +62,129 @@ def read_lines(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
-def line_number(offsets: dict[int, int]) -> Column:
-    """1-based physical line number from the partition's offset and the row index."""
-    offset: Column = F.lit(0)
-    for part, before in offsets.items():
-        if before:  # a gzip file is one partition: no offset at all
-            offset = F.when(F.col("_part") == part, F.lit(before)).otherwise(offset)
-    return (offset + F.col("_row") + 1).cast("long")
+def spark_path_name(spark_path: str) -> str:
+    """The file name in a path as ``input_file_name`` gives it (a URI, maybe escaped)."""
+    return urllib.parse.unquote(spark_path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def quote_count(value: Column) -> Column:
+    return F.length(value) - F.length(F.replace(value, F.lit('"'), F.lit("")))
+
+
+def file_groups(lines: DataFrame, table: Table) -> list:
+    """One aggregate pass over the lines of all files: per (file, partition) its line
+    count, non-blank lines, first invalid UTF-8 row, first (non-blank) row, split start,
+    whether its first row is exactly the header, and the lines with an odd quote count."""
+    value, row = F.col("value"), F.col("_row")
+    blank = value == ""
+    header = (value == table.header) | (value == _BOM + table.header)
+    return (
+        lines.groupBy("_path", "_part")
+        .agg(
+            F.count("*").alias("lines"),
+            F.sum(F.when(~blank, 1).otherwise(0)).alias("non_blank"),
+            F.min(F.when(~F.is_valid_utf8(value), row)).alias("bad_utf8_row"),
+            F.min(F.when(~blank, row)).alias("first_non_blank_row"),
+            F.min(row).alias("first_row"),
+            F.min(F.when(header, row)).alias("header_row"),
+            F.min("_block").alias("block"),
+            F.sum(F.when(quote_count(value) % 2 == 1, 1).otherwise(0)).alias("odd_quote_lines"),
+        )
+        .collect()
+    )
+
+
+@dataclass
+class FileCheck:
+    """What the facts pass says about one file: how to number its lines, or its error."""
+
+    groups: list  # of file_groups rows, in file order
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> (line number - 1) - row
+    rows_read: int = 0
+    multiline: bool = False
+    header_exact: bool = True
+    error: FileError | None = None
+
+
+def check_groups(groups: list) -> FileCheck:
+    """File-level checks that need no line text (UTF-8, blank, missing header)."""
+    groups = sorted(groups, key=lambda r: r["block"])
+    check = FileCheck(groups)
+    before = 0
+    bad = []
+    for g in groups:
+        check.offsets[g["_part"]] = before - g["first_row"]
+        if g["bad_utf8_row"] is not None:
+            bad.append(before + g["bad_utf8_row"] - g["first_row"] + 1)
+        before += g["lines"]
+    non_blank = sum(g["non_blank"] for g in groups)
+    first = groups[0]
+    if bad:
+        check.error = FileError(f"not valid UTF-8 on line {min(bad)}", min(bad))
+    elif non_blank == 0:
+        check.error = FileError("empty file: no header row")
+    elif first["first_non_blank_row"] != first["first_row"]:
+        check.error = FileError("missing header: the file starts with a blank line", 1)
+    check.rows_read = max(non_blank - 1, 0)
+    check.multiline = any(g["odd_quote_lines"] for g in groups)
+    check.header_exact = first["header_row"] == first["first_row"]
+    return check
+
+
+def first_lines(lines: DataFrame, checks: dict[str, FileCheck]) -> dict[str, str]:
+    """The first line of each of these files (one small job): ``{spark path: text}``."""
+    cond = F.lit(False)
+    for path, check in checks.items():
+        g = check.groups[0]
+        cond = cond | ((F.col("_path") == path) & (F.col("_part") == g["_part"]) & (F.col("_row") == g["first_row"]))
+    return {r["_path"]: r["value"] for r in lines.where(cond).select("_path", "value").collect()}
+
+
+def header_error(table: Table, first_line: str, total_lines: int) -> FileError | None:
+    """None when ``first_line`` is the table's header (a BOM and quoted names allowed)."""
+    text = first_line[1:] if first_line.startswith(_BOM) else first_line
+    if "\r" in text and total_lines == 1:
+        return FileError(
+            f"lone CR line endings: the file is one line of {len(first_line.encode('utf-8', 'replace'))} bytes"
+            " with carriage returns inside; lines must end in LF or CRLF", 1)
+    try:
+        got = next(csv.reader([text]), [])
+    except csv.Error:  # a line break inside the header
+        got = None
+    if got != table.column_names:
+        return FileError(f"wrong header: expected {table.header!r}, got {text[:300]!r}", 1)
+    return None
 
 
 def inspect_file(table: Table, path: str, lines: DataFrame) -> FileFacts:
-    """Rows read of a usable file and how to number its lines; ``FileError`` for an
+    """Rows read of one usable file and how to number its lines; ``FileError`` for an
     unusable one."""
-    blank = F.col("value") == ""
     try:
-        parts = (
-            lines.groupBy("_part")
-            .agg(
-                F.count("*").alias("lines"),
-                F.sum(F.when(~blank, 1).otherwise(0)).alias("non_blank"),
-                F.min(F.when(~F.is_valid_utf8("value"), F.col("_row"))).alias("bad_utf8_row"),
-                F.min(F.when(~blank, F.col("_row"))).alias("first_non_blank_row"),
-                F.min("_block").alias("block"),
-            )
-            .collect()
-        )
-    except Exception as exc:  # py4j/Spark errors: the codec's message says what is wrong
-        raise _decode_error(path, exc) from None
-    parts.sort(key=lambda r: r["block"])
-    offsets, before = {}, 0
-    for r in parts:
-        offsets[r["_part"]] = before
-        before += r["lines"]
-    bad = [offsets[r["_part"]] + r["bad_utf8_row"] + 1 for r in parts if r["bad_utf8_row"] is not None]
-    if bad:
-        raise FileError(f"not valid UTF-8 on line {min(bad)}", min(bad))
-    non_blank = sum(r["non_blank"] for r in parts)
-    if non_blank == 0:
-        raise FileError("empty file: no header row")
-    first = parts[0]
-    if first["first_non_blank_row"] != 0:
-        raise FileError("missing header: the file starts with a blank line", 1)
-    # The header apart: a string in the aggregate above would make it sort every line.
-    header = lines.where((F.col("_part") == first["_part"]) & (F.col("_row") == 0)).select("value").first()
-    _check_header(table, header["value"])
-    return FileFacts(rows_read=non_blank - 1, offsets=offsets)
+        groups = file_groups(lines, table)
+    except Exception as exc:  # Spark errors: the codec's message says what is wrong
+        raise decode_error(path, exc) from None
+    check = check_groups(groups)
+    if check.error:
+        raise check.error
+    if not check.header_exact:
+        spark_path = groups[0]["_path"]
+        err = header_error(table, first_lines(lines, {spark_path: check})[spark_path],
+                           sum(g["lines"] for g in groups))
+        if err:
+            raise err
+    offsets = check.offsets
+    rows_read = check.rows_read
+    if check.multiline:
+        numbered = with_line_numbers(lines, {groups[0]["_path"]: (0, check)})
+        rows_read = records(numbered, {0}).count()
+    return FileFacts(rows_read=rows_read, offsets=offsets, multiline=check.multiline)
 
 
-def _decode_error(path: str, exc: Exception) -> Exception:
+def decode_error(path: str, exc: Exception) -> Exception:
     """A ``FileError`` when reading failed in the gzip codec, else ``exc`` itself."""
     if not path.endswith(".gz"):
         return exc
-    cause = _root_cause(exc)
+    cause = root_cause(exc)
     if cause.startswith("java.io.EOFException"):
         return FileError("truncated gzip: the compressed stream ends before its end marker")
     if cause.startswith(("java.io.IOException", "java.util.zip.")):
@@ -116,44 +192,132 @@ def _decode_error(path: str, exc: Exception) -> Exception:
     return exc
 
 
-def _root_cause(exc: Exception) -> str:
-    """``class: message`` of the innermost Java exception behind a PySpark error."""
+_decode_error = decode_error  # the name older callers use
+
+
+def root_cause(exc: Exception) -> str:
+    """``class: message`` of the innermost Java exception behind a PySpark error: from
+    py4j when there is one, else from the error text (Spark Connect sends the Java class
+    names in the message)."""
     origin = getattr(exc, "_origin", None) or getattr(exc, "java_exception", None)  # converted or raw py4j
-    if origin is None:
+    if origin is not None:
+        try:
+            while origin.getCause() is not None:
+                origin = origin.getCause()
+            return origin.toString()
+        except Exception:  # a py4j object of a dead gateway
+            pass
+    import re
+
+    found = re.findall(r"((?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error))(?:: ([^\n]*))?", str(exc))
+    java = [(cls, msg) for cls, msg in found if cls.startswith(("java.", "org.apache.hadoop."))]
+    if not java:
         return ""
-    while origin.getCause() is not None:
-        origin = origin.getCause()
-    return origin.toString()
+    cls, msg = java[-1]
+    return f"{cls}: {msg.strip()}" if msg.strip() else cls
 
 
-def _check_header(table: Table, first_line: str) -> None:
-    header_text = first_line[1:] if first_line.startswith("\ufeff") else first_line  # a BOM is no header
-    got = next(csv.reader([header_text]), [])
-    if got != table.column_names:
-        raise FileError(
-            f"wrong header: expected {','.join(table.column_names)!r}, got {header_text[:300]!r}", 1
+_root_cause = root_cause
+
+
+def with_line_numbers(lines: DataFrame, files: dict[str, tuple[int, FileCheck]]) -> DataFrame:
+    """Lines of the given files (``{spark path: (file id, check)}``) with ``_fid`` and
+    their 1-based physical ``_line``; lines of other files are dropped. The mapping is a
+    small table joined by broadcast."""
+    spark = lines.sparkSession
+    rows = [(path, g["_part"], fid, check.offsets[g["_part"]])
+            for path, (fid, check) in files.items() for g in check.groups]
+    mapping = spark.createDataFrame(rows, "_path string, _part int, _fid int, _offset long")
+    return lines.join(F.broadcast(mapping), ["_path", "_part"]).select(
+        "_fid", (F.col("_row") + F.col("_offset") + 1).alias("_line"), "value")
+
+
+def records(numbered: DataFrame, multiline_fids: set[int]) -> DataFrame:
+    """The data records (not the header, not blank): ``_fid``, ``_line`` (its first
+    physical line), ``value`` (lines joined with "\\n"), ``_open`` (its quote is never
+    closed) and ``_lines`` (physical lines). Only the files in ``multiline_fids`` are
+    stitched (a window over their lines in order); every other line is its own record."""
+    data = numbered.where(F.col("_line") > 1)
+    plain = data.where(~F.col("_fid").isin(*multiline_fids)) if multiline_fids else data
+    plain = plain.where(F.col("value") != "").select(
+        "_fid", "_line", "value", F.lit(False).alias("_open"), F.lit(1).alias("_lines"))
+    if not multiline_fids:
+        return plain
+    odd = (quote_count(F.regexp_replace("value", _STRAY_QUOTE, "")) % 2).cast("int")
+    order = Window.partitionBy("_fid").orderBy("_line")
+    marked = (
+        data.where(F.col("_fid").isin(*multiline_fids))
+        .withColumn("_odd", odd)
+        .withColumn("_before", F.coalesce(F.sum("_odd").over(order.rowsBetween(Window.unboundedPreceding, -1)),
+                                          F.lit(0)))
+        .withColumn("_start", F.max(F.when(F.col("_before") % 2 == 0, F.col("_line")))
+                    .over(order.rowsBetween(Window.unboundedPreceding, 0)))
+    )
+    stitched = (
+        marked.groupBy("_fid", "_start")
+        .agg(F.array_sort(F.collect_list(F.struct("_line", "value"))).alias("_parts"),
+             F.sum("_odd").alias("_quotes"), F.count("*").alias("_lines"))
+        .select(
+            "_fid",
+            F.col("_start").alias("_line"),
+            F.array_join(F.transform("_parts", lambda p: p["value"]), "\n").alias("value"),
+            (F.col("_quotes") % 2 == 1).alias("_open"),
+            F.col("_lines").cast("int").alias("_lines"),
         )
+        .where(F.col("value") != "")
+    )
+    return plain.unionByName(stitched)
 
 
-def parse_lines(lines: DataFrame, table: Table, name: str, offsets: dict[int, int]) -> DataFrame:
-    """Every data row (not the header, not blank): ``_file``, ``_line``, ``_row_error``,
-    ``_raw`` and one string column per contract column (null when empty). A row with the
-    wrong number of fields has ``_row_error`` and ``_raw`` (the line) and null columns."""
+def parse_records(recs: DataFrame, table: Table) -> DataFrame:
+    """Every record's fields: ``_row_error`` and ``_row_detail`` for a record that is not
+    a row (never-closed quote, wrong field count, line breaks outside quoted values), with
+    ``_raw`` (its text) and null columns; else one string column per contract column
+    (null when empty). Keeps the other columns of ``recs``."""
     cols = table.column_names
     schema = ", ".join(f"`{c}` string" for c in [*cols, _CORRUPT])
     # Empty fields, quoted ("") or not, are null; "" inside quotes is a quote.
     options = {"sep": ",", "quote": '"', "escape": '"', "mode": "PERMISSIVE",
                "columnNameOfCorruptRecord": _CORRUPT}
-    rows = (
-        lines.select(line_number(offsets).alias("_line"), "value")
-        .where((F.col("_line") > 1) & (F.col("value") != ""))
-        .select("_line", "value", F.from_csv("value", schema, options).alias("_f"))
+    fields = F.col("_f")
+    breaks = F.col("_lines") - 1
+    # A multi-line record whose line breaks did not all land inside parsed values was
+    # not one CSV record: no row may come out of it.
+    kept_breaks = sum((F.coalesce(quote_free_breaks(fields[c]), F.lit(0)) for c in cols), F.lit(0))
+    unbalanced = F.col("_open") | ((breaks > 0) & (kept_breaks != breaks))
+    wrong = fields[_CORRUPT].isNotNull()
+    error = F.when(unbalanced, F.lit(REASON_UNBALANCED_QUOTE)).when(wrong, F.lit(REASON_FIELD_COUNT))
+    detail = (
+        F.when(F.col("_open"), F.concat(F.lit("a quote opened on this line is never closed ("),
+                                        F.col("_lines").cast("string"), F.lit(" lines to the end of the file): ")))
+        .when(unbalanced, F.concat(F.lit("quotes do not pair up over "), F.col("_lines").cast("string"),
+                                   F.lit(" lines: ")))
+        .when(wrong, F.lit(f"expected {len(cols)} fields, got: "))
     )
-    wrong = F.col(f"_f.`{_CORRUPT}`").isNotNull()
-    return rows.select(
-        F.lit(name).alias("_file"),
-        "_line",
-        F.when(wrong, F.lit(REASON_FIELD_COUNT)).alias("_row_error"),
-        F.when(wrong, F.col("value")).alias("_raw"),
-        *[F.when(~wrong, F.col(f"_f.`{c}`")).alias(c) for c in cols],
+    others = [c for c in recs.columns if c not in ("value", "_open", "_lines")]
+    return (
+        recs.select("*", F.from_csv("value", schema, options).alias("_f"))
+        .select(
+            *others,
+            error.alias("_row_error"),
+            F.when(error.isNotNull(), F.concat(detail, F.substring("value", 1, 200))).alias("_row_detail"),
+            F.when(error.isNotNull(), F.col("value")).alias("_raw"),
+            *[F.when(error.isNull(), fields[c]).alias(c) for c in cols],
+        )
     )
+
+
+def quote_free_breaks(value: Column) -> Column:
+    return F.length(value) - F.length(F.replace(value, F.lit("\n"), F.lit("")))
+
+
+def parse_lines(lines: DataFrame, table: Table, name: str, offsets: dict[int, int]) -> DataFrame:
+    """Every data row of one file (see ``inspect_file``): ``_file``, ``_line``,
+    ``_row_error``, ``_raw`` and one string column per contract column (null when empty)."""
+    line = F.lit(0)
+    for part, offset in offsets.items():  # (line number - 1) - row index, per partition
+        line = F.when(F.col("_part") == part, F.lit(offset)).otherwise(line)
+    numbered = lines.select(F.lit(0).alias("_fid"), (line + F.col("_row") + 1).cast("long").alias("_line"), "value")
+    multiline = numbered.where(quote_count(F.col("value")) % 2 == 1).limit(1).count() > 0
+    parsed = parse_records(records(numbered, {0} if multiline else set()), table)
+    return parsed.select(F.lit(name).alias("_file"), *[c for c in parsed.columns if c != "_fid"])

@@ -230,6 +230,12 @@ class LakeFS:
         if self.exists(rel):
             self.fs.delete_dir(self.path(rel))
 
+    def has_files(self, uri: str) -> bool:
+        """Whether a directory handed out by ``spark_output`` (or below it) holds a file."""
+        src_fs, src_dir = self._filesystem_of(uri)
+        return any(i.type == pafs.FileType.File
+                   for i in src_fs.get_file_info(pafs.FileSelector(src_dir, allow_not_found=True)))
+
     def discard(self, uri: str) -> None:
         """Remove a staging directory handed out by ``spark_output``, if it is there."""
         src_fs, src_dir = self._filesystem_of(uri)

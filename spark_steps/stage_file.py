@@ -13,24 +13,31 @@ replaces a newer dimension.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from pyspark import StorageLevel
+from pyspark.sql import functions as F
 
 from spark_steps.contract import CONTRACT, LANDING_NAME, checked_date
-from spark_steps.csv_parse import FileError, inspect_file, parse_lines, read_lines
+from spark_steps.csv_parse import (
+    FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, parse_records,
+    read_lines, records, spark_path_name, with_line_numbers,
+)
 from spark_steps.lakefs import MANIFEST, LakeFS
-from spark_steps.publish import publish, schema_of
+from spark_steps.publish import publish_days
 from spark_steps.runtime import StepFailed, main
-from spark_steps.validate import accepted_rows, duplicate_repeats, rejected_lines, rejected_rows, verdicts
+from spark_steps.validate import accepted_rows, count_verdicts, decided, judged, rejected_rows, verdict_groups
 
-BROADCAST_REJECTS = 200_000  # rejected lines of a file joined by broadcast up to this many
-SPREAD_ABOVE_BYTES = 4 << 20  # a larger file's lines are spread over the cores (a shuffle)
+BROADCAST_REPEATS = 200_000  # keys seen twice joined back by broadcast up to this many
+SPREAD_ABOVE_BYTES = 4 << 20  # larger inputs' lines are spread over the cores (a shuffle)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--table", required=True, choices=sorted(CONTRACT))
-    parser.add_argument("--source", required=True, help="the landed file, relative to the lake")
-    parser.add_argument("--business-date", required=True)
+    parser.add_argument("--source", help="the landed file, relative to the lake")
+    parser.add_argument("--business-date")
+    parser.add_argument("--files", help='instead of --source/--business-date: a JSON list of '
+                        '{"source": "raw/<table>_<day>.csv.gz", "business_date": "<day>"}, one table, distinct days')
 
 
 def output_path(table: str, business_date: str) -> str:
@@ -55,84 +62,205 @@ def _check_arguments(table: str, source: str, business_date: str) -> None:
         raise ValueError(f"source must be raw/{table}_<YYYY-MM-DD>.csv[.gz], not {source!r}")
 
 
-def run(spark, lake: str, table: str, source: str, business_date: str, run_id: str = "", **_) -> dict:
-    _check_arguments(table, source, business_date)
+def run(spark, lake: str, table: str, source: str | None = None, business_date: str | None = None,
+        run_id: str = "", files: list[dict] | str | None = None, **_) -> dict:
+    """Stage one file (``source``, ``business_date``): its result, or ``StepFailed`` for a
+    bad file. With ``files`` (a list of {source, business_date}, or its JSON): stage them
+    all in one pass and return ``{"outcomes": [{"result", "failure"}, ...]}`` in order; a
+    bad file is quarantined and reported as its failure, never raised."""
+    if files is None:
+        if not source or not business_date:
+            raise ValueError("give --source and --business-date, or --files")
+        outcome = stage_files(spark, lake, table, [{"source": source, "business_date": business_date}], run_id)[0]
+        if outcome["failure"]:
+            raise StepFailed(outcome["failure"], outcome["result"])
+        return outcome["result"]
+    if source or business_date:
+        raise ValueError("give either --files or --source/--business-date")
+    if isinstance(files, str):
+        files = json.loads(files)
+    return {"outcomes": stage_files(spark, lake, table, files, run_id)}
+
+
+def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "") -> list[dict]:
+    """Every file of one table read together, checked and judged in the same passes, each
+    day published on its own. Spark jobs: the file facts, the verdict counts, the accepted
+    write and (when there is any reject) the rejects write."""
+    pairs = [(f["source"], f["business_date"]) for f in files]
+    for src, day in pairs:
+        _check_arguments(table, src, day)
+    days = [day for _, day in pairs]
+    if len(set(days)) != len(days):
+        raise ValueError(f"one file per day: {days}")
     fs = LakeFS(lake)
     spec = CONTRACT[table]
-    name = source.rsplit("/", 1)[-1]
-    result: dict = {"table": table, "business_date": business_date, "source": source, "run_id": run_id}
+    results = [{"table": table, "business_date": day, "source": src, "run_id": run_id} for src, day in pairs]
+    failures: list[str | None] = [None] * len(pairs)
 
-    if not fs.exists(source):
-        raise StepFailed(f"{source}: file not found", {**result, "error": {"reason": "file not found"}})
-    size = fs.size(source)
-    if size == 0:  # Spark's file sources skip empty files, so say it here
-        error = _quarantine(fs, source, "empty file: no header row", None, run_id)
-        raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error})
+    def fail(i: int, reason: str, line: int | None = None, quarantine: bool = True) -> None:
+        src = pairs[i][0]
+        error = _quarantine(fs, src, reason, line, run_id) if quarantine else {"reason": reason}
+        results[i]["error"] = error
+        failures[i] = f"{src}: {' '.join(reason.split()) or 'unreadable file'}"
 
-    # The file's lines are read once and cached (narrow: a line number and the text);
-    # every pass parses them from there, so every pass sees the same content even if the
-    # file is replaced meanwhile, and the wide parsed rows are never cached. A gzip file
-    # is read by one task: a large file's cached lines are spread over the cores.
-    result["source_file"] = {"name": name, "size": size, "sha256": fs.sha256(source)}
-    lines = read_lines(spark, fs.spark_input(source))
-    if size > SPREAD_ABOVE_BYTES:
-        lines = lines.repartition(spark.sparkContext.defaultParallelism)
+    readable = []
+    for i, (src, _) in enumerate(pairs):
+        if not fs.exists(src):
+            fail(i, "file not found", quarantine=False)
+            continue
+        size = fs.size(src)
+        if size == 0:  # Spark's file sources skip empty files, so say it here
+            fail(i, "empty file: no header row")
+            continue
+        results[i]["source_file"] = {"name": src.rsplit("/", 1)[-1], "size": size, "sha256": fs.sha256(src)}
+        readable.append(i)
+    if readable:
+        _stage_readable(spark, fs, spec, pairs, readable, results, fail)
+    return [{"result": r, "failure": f} for r, f in zip(results, failures)]
+
+
+def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results: list[dict], fail) -> None:
+    # The lines are read once and cached (narrow: where each line is, and its text); every
+    # pass works from there, so every pass sees the same content even if a file is
+    # replaced meanwhile. A gzip file is read by one task: large inputs are spread.
+    inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
+    lines = read_lines(spark, list(inputs.values()))
+    if sum(results[i]["source_file"]["size"] for i in readable) > SPREAD_ABOVE_BYTES:
+        lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
-    judged = rejected = None
+    groups_df = None
     try:
-        try:
-            facts = inspect_file(spec, fs.spark_input(source), lines)
-        except FileError as err:
-            error = _quarantine(fs, source, err.reason, err.line, run_id)
-            raise StepFailed(f"{source}: {error['reason']}", {**result, "error": error}) from None
+        checks = _checked_files(spec, lines, pairs, readable, inputs, fail)
+        if not checks:
+            return
+        numbered = with_line_numbers(lines, {path: (i, c) for i, (path, c) in checks.items()})
+        multiline = {i for i, (_, c) in checks.items() if c.multiline}
+        # a month of files at most: a CASE per row is cheaper than a join
+        day_of, names = _case(checks, lambda i: pairs[i][1]), _case(checks, lambda i: pairs[i][0].rsplit("/", 1)[-1])
+        parsed = parse_records(records(numbered, multiline), spec).select(
+            "*", day_of.cast("date").alias("_day"), names.alias("_file"))
+        rows = judged(parsed, spec)
 
-        def parsed():
-            return parse_lines(lines, spec, name, facts.offsets)
-
-        # Pass 1: every row's verdict, narrow (line, reason, key), cached.
-        judged = verdicts(parsed(), spec, business_date if spec.daily else None).persist(StorageLevel.MEMORY_AND_DISK)
-        rejected = rejected_lines(judged, duplicate_repeats(judged, spec)).persist(StorageLevel.MEMORY_AND_DISK)
-        by_reason = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
-        rows_rejected = sum(by_reason.values())
-        result.update(
-            rows_read=facts.rows_read,
-            rows_accepted=facts.rows_read - rows_rejected,
-            rows_rejected=rows_rejected,
-            rejects_by_reason=dict(sorted(by_reason.items())),
-        )
-        # Passes 2 and 3 join the file's rows with the rejected lines: broadcast unless a
-        # file is mostly bad (then a shuffle join rather than a huge broadcast).
-        broadcast = rows_rejected <= BROADCAST_REJECTS
-        result.update(_publish(fs, spec, accepted_rows(parsed(), spec, rejected, broadcast),
-                               rejected_rows(parsed(), spec, rejected, broadcast), result, business_date))
+        # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
+        groups_df = verdict_groups(rows, spec).persist(StorageLevel.MEMORY_AND_DISK)
+        counts = count_verdicts(groups_df)
+        rows_read = _rows_read(checks, multiline, records(numbered, multiline))
+        repeats = sum(c.get("duplicate_key", 0) for c in counts.values())
+        for i in checks:
+            by_reason = dict(sorted(counts.get(i, {}).items()))
+            rejected = sum(by_reason.values())
+            results[i].update(rows_read=rows_read[i], rows_accepted=rows_read[i] - rejected,
+                              rows_rejected=rejected, rejects_by_reason=by_reason)
+        final = decided(rows, spec, groups_df if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
+        # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
+        # partitioned by day, then every day published on its own.
+        _publish(fs, spec, final, {i: results[i] for i in checks},
+                 any(results[i]["rows_rejected"] for i in checks))
     finally:
-        for df in (rejected, judged, lines):
+        for df in (groups_df, lines):
             if df is not None:
                 df.unpersist()
-    return result
 
 
-def _publish(fs: LakeFS, spec, accepted, rejects, result: dict, business_date: str) -> dict:
-    counts = {k: result[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")}
-    base = {
-        "business_date": business_date,
-        "run_id": result["run_id"],
-        "source_files": [result["source_file"]],
-        **counts,
-    }
-    out = output_path(spec.name, business_date)
-    published = True
-    if not spec.daily:
-        current = fs.read_json(f"{out}/{MANIFEST}")
-        published = current is None or current["business_date"] <= business_date
-    if published:
-        publish(accepted, fs, out,
-                {**base, "dataset": out, "row_count": result["rows_accepted"]}, sort_by=["source_line"])
-    rej = rejects_path(spec.name, business_date)
-    publish(rejects, fs, rej,
-            {**base, "dataset": rej, "row_count": result["rows_rejected"]}, sort_by=["line_number"])
-    return {"output_path": fs.uri(out), "published": published, "rejects_path": fs.uri(rej),
-            "schema": schema_of(accepted)}
+def _case(checks: dict, value) -> F.Column:
+    out = F.lit(None).cast("string")
+    for i in checks:
+        out = F.when(F.col("_fid") == i, F.lit(value(i))).otherwise(out)
+    return out
+
+
+def _checked_files(spec, lines, pairs, readable, inputs, fail) -> dict[int, tuple[str, FileCheck]]:
+    """The facts pass: ``{file index: (spark path, check)}`` of the usable files; the
+    others are quarantined through ``fail``."""
+    try:
+        groups = file_groups(lines, spec)
+    except Exception as exc:  # the gzip codec's message says what is wrong
+        if len(readable) == 1:
+            err = decode_error(inputs[readable[0]], exc)
+            if isinstance(err, FileError):
+                fail(readable[0], err.reason, err.line)
+                return {}
+            raise
+        return _checked_one_by_one(spec, lines, pairs, readable, inputs, fail)
+    by_name: dict[str, list] = {}
+    for g in groups:
+        by_name.setdefault(spark_path_name(g["_path"]), []).append(g)
+    checks: dict[int, tuple[str, FileCheck]] = {}
+    for i in readable:
+        mine = by_name.get(pairs[i][0].rsplit("/", 1)[-1])
+        if not mine:  # only an empty file has no line at all; it was caught above
+            fail(i, "empty file: no header row")
+            continue
+        check = check_groups(mine)
+        if check.error:
+            fail(i, check.error.reason, check.error.line)
+        else:
+            checks[i] = (mine[0]["_path"], check)
+    inexact = {path: c for path, c in checks.values() if not c.header_exact}
+    if inexact:
+        text = first_lines(lines, inexact)
+        for i, (path, c) in list(checks.items()):
+            if path in inexact:
+                err = header_error(spec, text[path], sum(g["lines"] for g in c.groups))
+                if err:
+                    fail(i, err.reason, err.line)
+                    del checks[i]
+    return checks
+
+
+def _checked_one_by_one(spec, lines, pairs, readable, inputs, fail) -> dict:
+    """A codec error in a batch: find the bad gzip file(s) by checking each file alone."""
+    checks = {}
+    for i in readable:
+        one = lines.where(F.col("_path").endswith("/" + pairs[i][0].rsplit("/", 1)[-1]))
+        try:
+            part = _checked_files(spec, one, pairs, [i], inputs, fail)
+        except Exception as exc:
+            err = decode_error(inputs[i], exc)
+            if not isinstance(err, FileError):
+                raise
+            fail(i, err.reason, err.line)
+            continue
+        checks.update(part)
+    return checks
+
+
+def _rows_read(checks: dict, multiline: set[int], recs) -> dict[int, int]:
+    """Rows read: the non-blank data lines, or the records of a stitched file."""
+    out = {i: c.rows_read for i, (_, c) in checks.items()}
+    if multiline:
+        for r in recs.where(F.col("_fid").isin(*multiline)).groupBy("_fid").count().collect():
+            out[r["_fid"]] = r["count"]
+    return out
+
+
+def _publish(fs: LakeFS, spec, final, results: dict[int, dict], any_rejects: bool) -> None:
+    published = {}
+    if spec.daily:
+        published = {i: True for i in results}
+    else:  # only the newest day of the batch, and only if not older than what is there
+        current = fs.read_json(f"{output_path(spec.name, '2000-01-01')}/{MANIFEST}")
+        newest = max(results, key=lambda i: results[i]["business_date"])
+        for i in results:
+            published[i] = i == newest and (current is None or current["business_date"] <= results[i]["business_date"])
+
+    def manifest(i: int, dataset: str, count_key: str) -> dict:
+        r = results[i]
+        return {"business_date": r["business_date"], "run_id": r["run_id"], "source_files": [r["source_file"]],
+                **{k: r[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")},
+                "dataset": dataset, "row_count": r[count_key]}
+
+    accepted = accepted_rows(final, spec)
+    out = {i: output_path(spec.name, results[i]["business_date"]) for i in results if published[i]}
+    schema = publish_days(accepted, fs, {i: (rel, manifest(i, rel, "rows_accepted")) for i, rel in out.items()},
+                          sort_by="source_line", any_rows=any(results[i]["rows_accepted"] for i in out))
+    rejected = rejected_rows(final, spec)
+    rej = {i: rejects_path(spec.name, results[i]["business_date"]) for i in results}
+    publish_days(rejected, fs, {i: (rel, manifest(i, rel, "rows_rejected")) for i, rel in rej.items()},
+                 sort_by="line_number", any_rows=any_rejects)
+    for i, r in results.items():
+        r.update(output_path=fs.uri(output_path(spec.name, r["business_date"])), published=published[i],
+                 rejects_path=fs.uri(rej[i]), schema=schema)
 
 
 def _quarantine(fs: LakeFS, source: str, reason: str, line: int | None, run_id: str) -> dict:
