@@ -31,6 +31,9 @@ START_TIMEOUT = 180  # a cold JVM on a busy 2-core machine
 # A run killed without closing its session leaves its state (cache, views) on the server
 # until the session idles out; the default is an hour.
 SESSION_TIMEOUT = "15m"
+# An operation whose client went away (a run killed mid-step) keeps the server's cores until
+# it has been detached this long (default 5 minutes); a live client reattaches at once.
+DETACHED_TIMEOUT = "20s"
 
 
 @dataclass
@@ -43,6 +46,12 @@ class ServerState:
 
     def alive(self) -> bool:
         return pid_alive(self.pid) and port_open(self.port)
+
+
+def given_remote() -> str | None:
+    """The Connect server the environment names: SALESPIPE_SPARK_REMOTE, else pyspark's own
+    SPARK_REMOTE."""
+    return (os.environ.get(REMOTE_ENV) or os.environ.get("SPARK_REMOTE") or "").strip() or None
 
 
 def state_dir(home: str | Path) -> Path:
@@ -101,6 +110,8 @@ def server_conf(master: str, port: int) -> dict[str, str]:
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
         "spark.connect.session.manager.defaultSessionTimeout": SESSION_TIMEOUT,
+        "spark.connect.execute.manager.detachedTimeout": DETACHED_TIMEOUT,
+        "spark.connect.execute.manager.maintenanceInterval": "5s",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.host": "127.0.0.1",
         "spark.ui.enabled": "false",

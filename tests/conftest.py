@@ -1,10 +1,14 @@
-"""Shared fixtures: one real local SparkSession for the whole test session, and
-helpers that write hand-built landing files."""
+"""Shared fixtures: one real local SparkSession for the whole test session, one real
+Spark Connect server for the whole test session (every xdist worker), and helpers that
+write hand-built landing files."""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,14 +50,110 @@ def pytest_runtest_teardown(item, nextitem):
         stop_session_server()
 
 
+TEST_SPARK_CONF = {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "2"}
+# The tests that start run processes (``salespipe dev``, the daemon, a webserver for the
+# Lambda handler, ``salespipe run``): their runs use the session's Connect server through
+# the environment, instead of a cold JVM each.
+USE_CONNECT_SERVER = {"tests.test_dev_e2e", "tests.test_ui_browser", "tests.test_daemon_restart",
+                      "tests.test_lambda_handler", "tests.test_cli", "tests.test_snowflake_warehouse"}
+# The Spark rule tests run on both kinds of session: spark_steps must not care.
+BOTH_SESSION_KINDS = {"tests.test_staging_rules", "tests.test_fact_rules"}
+_SERVER_DIR = "SALESPIPE_TEST_SPARK_DIR"  # shared by the controller and its xdist workers
+
+
+def pytest_configure(config):
+    # The controller (or a run without xdist) owns the server's directory; the workers it
+    # starts inherit the variable, and the first that needs the server starts it there.
+    if not hasattr(config, "workerinput") and _SERVER_DIR not in os.environ:
+        os.environ[_SERVER_DIR] = tempfile.mkdtemp(prefix="salespipe-test-spark-")
+        config._salespipe_spark_dir = os.environ[_SERVER_DIR]
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_salespipe_spark_dir", None)
+    if folder:
+        from salespipe_assets import spark_server
+
+        spark_server.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_SERVER_DIR, None)
+
+
 @pytest.fixture(scope="session")
-def spark():
+def spark_remote() -> str:
+    """The URL of the session's one Spark Connect server (started by the first worker that
+    asks, under a file lock; stopped by the controller at the end)."""
+    from salespipe_assets import spark_server
+
+    folder = Path(os.environ[_SERVER_DIR])
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = spark_server.running_server(folder)
+        if state is None:
+            _, state = spark_server.start(folder, master="local[2]", driver_memory="3g")
+    return state.url
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _runs_use_the_connect_server(request):
+    if request.module.__name__ not in USE_CONNECT_SERVER:
+        yield
+        return
+    url = request.getfixturevalue("spark_remote")
+    # SPARK_REMOTE too: some tests pass their children only the non-SALESPIPE_ variables.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SALESPIPE_SPARK_REMOTE", url)
+        patch.setenv("SPARK_REMOTE", url)
+        yield
+
+
+def pytest_generate_tests(metafunc):
+    if "spark" in metafunc.fixturenames and metafunc.module.__name__ in BOTH_SESSION_KINDS:
+        metafunc.parametrize("spark", ["classic", "connect"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def classic_spark():
     from salespipe_assets.resources.spark import SparkRuntime
 
     # The same session the Dagster resource will get (getOrCreate): one JVM per test run.
-    session = SparkRuntime(conf={"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": "2"}).session()
+    session = SparkRuntime(conf=TEST_SPARK_CONF).session()
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def connect_spark(spark_remote):
+    from salespipe_assets.resources.spark import SparkRuntime
+
+    session = SparkRuntime(remote=spark_remote, conf=TEST_SPARK_CONF).session()
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def spark(request):
+    """A classic local SparkSession, or (parametrized: BOTH_SESSION_KINDS) a Spark Connect one."""
+    from spark_steps.runtime import use_session_kind
+
+    session = request.getfixturevalue(f"{getattr(request, 'param', 'classic')}_spark")
+    use_session_kind(session)
+    yield session
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+
+@pytest.fixture(autouse=True)
+def _spark_functions_match_the_session(request):
+    """pyspark picks classic or Connect functions by a process-wide flag: each test gets the
+    kind of its ``spark``, and no child process inherits a Connect flag."""
+    from spark_steps.runtime import use_session_kind
+
+    if "spark" in request.fixturenames:
+        use_session_kind(request.getfixturevalue("spark"))
+    else:
+        os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    yield
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
 
 
 def write_landing(lake: Path, table: str, day: str, rows: list[str], *, header: str | None = None,

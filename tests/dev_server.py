@@ -6,6 +6,7 @@ The lake's raw zone starts empty; the tests land days into it from a generated
 the webserver's GraphQL API. Partitions are bounded to the two generated weeks so the
 UI's partition views show exactly those days.
 
+The runs use the test session's Spark Connect server (``spark_remote`` in tests/conftest.py).
 The fixture is registered once, in tests/conftest.py: a fixture imported into two test
 modules would be two fixtures, and two servers.
 """
@@ -188,7 +189,9 @@ def _wait_loaded(server: DevServer, timeout: float) -> None:
 
 
 @contextmanager
-def running_dev_server(root: Path) -> Iterator[DevServer]:
+def running_dev_server(root: Path, spark_remote: str | None = None) -> Iterator[DevServer]:
+    """``spark_remote``: the runs use that Spark Connect server (the test session's) instead of
+    the one ``salespipe dev`` would start."""
     upstream, lake, home = root / "upstream", root / "lake", root / "dagster_home"
     (lake / "raw").mkdir(parents=True)
     home.mkdir()
@@ -205,7 +208,8 @@ def running_dev_server(root: Path) -> Iterator[DevServer]:
          "--sensor-interval", "2"],
         # No BI in these tests: the dashboard asset, once wired, records "skipped".
         env={"DAGSTER_HOME": str(home), "SALESPIPE_PARTITION_START": FIRST_DAY.isoformat(),
-             "SALESPIPE_PARTITION_END": last_day.isoformat(), "SUPERSET_URL": ""},
+             "SALESPIPE_PARTITION_END": last_day.isoformat(), "SUPERSET_URL": "",
+             **({"SALESPIPE_SPARK_REMOTE": spark_remote} if spark_remote else {})},
         log=server.log)
     try:
         wait_http(f"{server.url}/server_info", timeout=SERVER_START_TIMEOUT, proc=server.proc)
@@ -219,8 +223,8 @@ _SESSION_SERVERS: list[DevServer] = []
 
 
 @pytest.fixture(scope="session")
-def dev_server(tmp_path_factory) -> Iterator[DevServer]:
-    with running_dev_server(tmp_path_factory.mktemp("dev")) as server:
+def dev_server(tmp_path_factory, spark_remote) -> Iterator[DevServer]:
+    with running_dev_server(tmp_path_factory.mktemp("dev"), spark_remote) as server:
         _SESSION_SERVERS.append(server)
         yield server
 

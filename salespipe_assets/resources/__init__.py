@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
 from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
@@ -59,14 +57,16 @@ def _data_resources(settings: Settings) -> dict:
 
 
 def spark_for(settings: Settings) -> SparkRuntime:
-    """local[N]: the Spark Connect server in SALESPIPE_SPARK_REMOTE when one is given (``salespipe
+    """local[N]: the Spark Connect server in SALESPIPE_SPARK_REMOTE (or SPARK_REMOTE) when one is given (``salespipe
     dev`` and ``salespipe run`` set it for a server that is up), else Spark in the run's process;
     spark://…: Spark driven from the run's process; "emr": one transient EMR cluster per run."""
     if settings.spark_master == "emr":
         from salespipe_assets.resources.emr import emr_runtime_from_env
 
         return emr_runtime_from_env()
-    remote = os.environ.get("SALESPIPE_SPARK_REMOTE", "").strip()
+    from salespipe_assets.spark_server import given_remote
+
+    remote = given_remote()
     if remote and settings.spark_master.startswith("local"):
         return SparkRuntime(master=settings.spark_master, remote=remote)
     return SparkRuntime(master=settings.spark_master)

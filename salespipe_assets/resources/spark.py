@@ -131,8 +131,9 @@ def server_gone(exc: BaseException) -> bool:
     if isinstance(exc, grpc.RpcError):
         return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     text = str(exc)
+    # unreachable, or reached again after a restart that lost the session or the operation
     markers = ("UNAVAILABLE", "Connection refused", "failed to connect to all addresses", "SESSION_NOT_FOUND",
-               "SESSION_CHANGED", "Socket closed", "RetriesExceeded")
+               "SESSION_CHANGED", "OPERATION_NOT_FOUND", "Socket closed", "RetriesExceeded")
     return (isinstance(exc, SparkConnectGrpcException) or type(exc).__name__ == "RetriesExceeded") and \
         any(m in text or m in type(exc).__name__ for m in markers)
 
