@@ -189,10 +189,10 @@ def _start_dev_spark_server() -> None:
     webserver and daemon; the runs find it in SALESPIPE_SPARK_REMOTE. None when that is
     already set or the Spark master is not local; one `salespipe spark up` started is used."""
     from salespipe_assets.settings import Settings
-    from salespipe_assets.spark_server import REMOTE_ENV, running_server, start_supervised
+    from salespipe_assets.spark_server import REMOTE_ENV, given_remote, running_server, start_supervised
 
     master = Settings.from_env().spark_master
-    if os.environ.get(REMOTE_ENV) or not master.startswith("local"):
+    if given_remote() or not master.startswith("local"):
         return
     state = running_server(os.environ["DAGSTER_HOME"])  # `salespipe spark up`'s: it stays yours
     if state is None:
@@ -205,9 +205,9 @@ def _use_running_spark_server() -> None:
     """``salespipe run``/``backfill``: a local Spark Connect server that is up (``salespipe dev``,
     ``salespipe spark up``) serves the runs; without one, Spark runs in this process."""
     from salespipe_assets.settings import Settings
-    from salespipe_assets.spark_server import REMOTE_ENV, running_server
+    from salespipe_assets.spark_server import REMOTE_ENV, given_remote, running_server
 
-    if os.environ.get(REMOTE_ENV) or not Settings.from_env().spark_master.startswith("local"):
+    if given_remote() or not Settings.from_env().spark_master.startswith("local"):
         return
     server = running_server(os.environ["DAGSTER_HOME"])
     if server is not None:
