@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-from tqdm import tqdm
 
 from salespipe_assets.partitions import daily_partitions, week_of
 from salespipe_assets.resources.lake import Lake
-from salespipe_assets.runner import Summary, _execute, build_weeks, format_summary
-from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG
+from salespipe_assets.runner import Summary, build_weeks, format_summary, run_days
 
 
 def days_between(start: dt.date, end: dt.date) -> list[str]:
@@ -26,8 +24,9 @@ def days_between(start: dt.date, end: dt.date) -> list[str]:
 
 def backfill_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake,
                   start: dt.date, end: dt.date, progress: bool = True) -> Summary:
-    """Run ``daily_job`` for every complete landed day in [start, end], then ``weekly_job``
-    for each week those days belong to."""
+    """Run ``daily_job`` over every complete landed day in [start, end], then ``weekly_job``
+    over the weeks those days belong to: one run per range of contiguous days (weeks), at
+    most the assets' ``max_partitions_per_run`` each."""
     summary = Summary()
     scan = lake.scan_landing()
     valid_days = set(daily_partitions.get_partition_keys())
@@ -46,10 +45,7 @@ def backfill_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake
     if not todo and not summary.errors:
         summary.errors.append(f"no complete business day landed between {start} and {end}")
 
-    daily_job = defs.resolve_job_def(DAILY_JOB)
-    for files in tqdm(todo, desc="days", unit="day", disable=not progress or not todo):
-        summary.days.append(_execute(daily_job, instance, files.day, {
-            FINGERPRINT_TAG: files.fingerprint, TRIGGER_TAG: "backfill"}))
+    run_days(defs, instance, {files.day: files.fingerprint for files in todo}, summary, "backfill", progress)
 
     # A day that failed on one bad file still staged its other files: its week is rebuilt too.
     weeks = sorted({week_of(o.partition) for o in summary.days})

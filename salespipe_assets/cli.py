@@ -131,7 +131,10 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | None,
              spark_master: str | None, quiet: bool) -> None:
-    """Re-materialize every landed day in [START, END] whatever ran before, then their weeks."""
+    """Re-materialize every landed day in [START, END] whatever ran before, then their weeks.
+
+    One run per range of contiguous days (at most SALESPIPE_DAYS_PER_RUN, 31 by default),
+    then one per range of their weeks (SALESPIPE_WEEKS_PER_RUN, 53)."""
     if end < start:
         raise click.BadParameter("must not be before --start", param_hint="--end")
     _configure(lake, warehouse, spark_master)

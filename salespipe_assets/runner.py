@@ -17,7 +17,16 @@ from tqdm import tqdm
 
 from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
 from salespipe_assets.resources.lake import Lake
-from salespipe_assets.tracking import DAILY_JOB, FINGERPRINT_TAG, TRIGGER_TAG, WEEKLY_JOB, day_done, latest_run
+from salespipe_assets.tracking import (
+    DAILY_JOB,
+    TRIGGER_TAG,
+    WEEKLY_JOB,
+    days_done,
+    fingerprint_tags,
+    latest_run,
+    partition_tags,
+    process_tags,
+)
 
 
 
@@ -47,22 +56,74 @@ class Summary:
         return self.errors + [e for o in self.days + self.weeks for e in o.errors]
 
 
-def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partition: str, tags: dict) -> RunOutcome:
+def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partitions: list[str],
+             tags: dict) -> list[RunOutcome]:
+    """One run over ``partitions`` (one key, or a contiguous range: a single-run backfill);
+    its outcome split into one per partition."""
     # Every event is stored in the instance (and shown in the UI); the console gets warnings only.
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = job.execute_in_process(partition_key=partition, instance=instance, tags=tags,
+    keys = sorted(partitions)
+    result = job.execute_in_process(instance=instance, tags={**tags, **partition_tags(keys)},
                                     run_config=quiet, raise_on_error=False)
-    outcome = RunOutcome(partition=partition, run_id=result.run_id, ok=result.success)
+    outcome = RunOutcome(partition=keys[0], run_id=result.run_id, ok=result.success)
+    by_partition: dict[str, dict[str, dict]] = defaultdict(dict)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization
-            outcome.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+            by_partition[mat.partition or keys[0]][mat.asset_key.to_user_string()] = {
+                k: v.value for k, v in mat.metadata.items()}
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             outcome.errors.append(step_failure_message(event.event_specific_data))
     for stat in instance.get_run_step_stats(result.run_id):
         if stat.start_time and stat.end_time:
             outcome.step_seconds[stat.step_key] = stat.end_time - stat.start_time
-    return outcome
+    return _per_partition(outcome, keys, by_partition)
+
+
+def _per_partition(run: RunOutcome, keys: list[str], metadata: dict[str, dict[str, dict]]) -> list[RunOutcome]:
+    """A partition failed when an error line names it (a bad file, a week without data);
+    an error naming none of them fails them all. The run's step times go to the first."""
+    lines = [line for error in run.errors for line in error.splitlines() if line.strip()]
+    unattributed = [line for line in lines if not any(key in line for key in keys)]
+    outcomes = []
+    for i, key in enumerate(keys):
+        errors = [line for line in lines if key in line]
+        outcomes.append(RunOutcome(partition=key, run_id=run.run_id, ok=run.ok or not (errors or unattributed),
+                                   errors=(unattributed if i == 0 else []) + errors,
+                                   metadata=metadata.get(key, {}),
+                                   step_seconds=run.step_seconds if i == 0 else {}))
+    return outcomes
+
+
+def ranges(keys: list[str], max_per_run: int, step: dt.timedelta) -> list[list[str]]:
+    """Sorted keys cut into runs of contiguous keys (``step`` apart), at most ``max_per_run`` each."""
+    chunks: list[list[str]] = []
+    for key in sorted(keys):
+        last = chunks[-1] if chunks else None
+        if (last and len(last) < max_per_run
+                and dt.date.fromisoformat(last[-1]) + step == dt.date.fromisoformat(key)):
+            last.append(key)
+        else:
+            chunks.append([key])
+    return chunks
+
+
+def max_per_run(defs: dg.Definitions, job_name: str) -> int:
+    """The least ``max_partitions_per_run`` of the job's assets (1 without a policy)."""
+    job = defs.resolve_job_def(job_name)
+    sizes = [defs.resolve_assets_def(key).backfill_policy for key in job.asset_layer.executable_asset_keys]
+    return min((p.max_partitions_per_run or 10_000 for p in sizes if p is not None), default=1)
+
+
+def run_days(defs: dg.Definitions, instance: dg.DagsterInstance, fingerprints: dict[str, str], summary: Summary,
+             trigger: str, progress: bool = True) -> None:
+    """``daily_job`` over these days (day -> fingerprint): one run per range of contiguous days."""
+    daily_job = defs.resolve_job_def(DAILY_JOB)
+    with tqdm(total=len(fingerprints), desc="days", unit="day", disable=not progress or not fingerprints) as bar:
+        for chunk in ranges(list(fingerprints), max_per_run(defs, DAILY_JOB), dt.timedelta(days=1)):
+            tags = {**fingerprint_tags({d: fingerprints[d] for d in chunk}), TRIGGER_TAG: trigger, **process_tags()}
+            summary.days += _execute(daily_job, instance, chunk, tags)
+            bar.update(len(chunk))
 
 
 def step_failure_message(data) -> str:
@@ -89,21 +150,16 @@ def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, pro
         summary.incomplete[day.day] = [f"missing {t}" for t in day.missing] + day.problems
 
     valid_days = set(daily_partitions.get_partition_keys())
-    todo = []
+    landed = {}
     for day in scan.complete_days:
         if day.day not in valid_days:
             summary.errors.append(f"business day {day.day} is outside the partition range; "
                                   "set SALESPIPE_PARTITION_START/END")
             continue
-        if day_done(instance, day.day, day.fingerprint):
-            summary.unchanged_days.append(day.day)
-        else:
-            todo.append(day)
-
-    daily_job = defs.resolve_job_def(DAILY_JOB)
-    for day in tqdm(todo, desc="days", unit="day", disable=not progress or not todo):
-        summary.days.append(_execute(daily_job, instance, day.day, {
-            FINGERPRINT_TAG: day.fingerprint, TRIGGER_TAG: "cli"}))
+        landed[day.day] = day.fingerprint
+    done = days_done(instance, landed)
+    summary.unchanged_days += sorted(done)
+    run_days(defs, instance, {d: fp for d, fp in landed.items() if d not in done}, summary, "cli", progress)
 
     weeks = _weeks_to_build(instance, {week_of(d) for d in [*summary.unchanged_days, *(o.partition for o in summary.days)]})
     build_weeks(defs, instance, weeks, summary, trigger="cli", progress=progress)
@@ -112,14 +168,18 @@ def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, pro
 
 def build_weeks(defs: dg.Definitions, instance: dg.DagsterInstance, weeks: list[str], summary: Summary,
                 trigger: str, progress: bool = True) -> None:
-    """Run ``weekly_job`` for each week, oldest first, recording outcomes in ``summary``."""
+    """Run ``weekly_job`` over these weeks: one run per range of contiguous weeks, oldest
+    first, recording one outcome per week in ``summary``."""
     weekly_job = defs.resolve_job_def(WEEKLY_JOB)
     valid_weeks = set(weekly_partitions.get_partition_keys())
-    for week in tqdm(weeks, desc="weeks", unit="week", disable=not progress or not weeks):
+    for week in weeks:
         if week not in valid_weeks:
             summary.errors.append(f"week {week} is outside the partition range")
-            continue
-        summary.weeks.append(_execute(weekly_job, instance, week, {TRIGGER_TAG: trigger}))
+    todo = [w for w in weeks if w in valid_weeks]
+    with tqdm(total=len(todo), desc="weeks", unit="week", disable=not progress or not todo) as bar:
+        for chunk in ranges(todo, max_per_run(defs, WEEKLY_JOB), dt.timedelta(days=7)):
+            summary.weeks += _execute(weekly_job, instance, chunk, {TRIGGER_TAG: trigger, **process_tags()})
+            bar.update(len(chunk))
 
 
 def _weeks_to_build(instance: dg.DagsterInstance, weeks: set[str]) -> list[str]:

@@ -42,6 +42,9 @@ class Settings:
     # A local landed file counts once its size and modification time have not changed
     # for this many seconds (a file still being written is not taken).
     settle_seconds: float = 5.0
+    # Single-run backfills: at most this many days / weeks in one run (a month, a year).
+    days_per_run: int = 31
+    weeks_per_run: int = 53
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -80,6 +83,8 @@ class Settings:
             export_at=_clock("SALESPIPE_EXPORT_AT", "01:00"),
             sensor_interval=_number("SALESPIPE_SENSOR_INTERVAL", "1", int, minimum=1),
             settle_seconds=_number("SALESPIPE_SETTLE_SECONDS", "5", float, minimum=0),
+            days_per_run=_number("SALESPIPE_DAYS_PER_RUN", "31", int, minimum=1),
+            weeks_per_run=_number("SALESPIPE_WEEKS_PER_RUN", "53", int, minimum=1),
         )
 
 

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from salespipe_assets.assets.fact import FACT_KEY
+from salespipe_assets.assets.ranges import DAILY_POLICY, WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
 from salespipe_assets.resources import Catalog, Lake, QueryEngine
@@ -31,6 +32,7 @@ def _catalog_table(table: str) -> str:
     kinds={"sql"},
     description="The fact as a catalog table over its Parquet partitions; each week a partition.",
     retry_policy=SERVICE_RETRY_POLICY,
+    backfill_policy=WEEKLY_POLICY,
     check_specs=[
         dg.AssetCheckSpec("unique_keys", asset=CATALOG_FACT_KEY,
                           description="(store_key, prod_key) appears once in the week, read through the query engine."),
@@ -40,10 +42,22 @@ def _catalog_table(table: str) -> str:
 )
 def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog,
                                    query: QueryEngine):
-    """Registers the week, then checks it through the environment's query engine (DuckDB
-    locally, Athena in AWS) with SQL both accept: one check definition."""
-    week = date_literal(context.partition_key)
-    visible = catalog.register_fact_week(lake, context.partition_key)
+    """Registers each week of the run, then checks it through the environment's query
+    engine (DuckDB locally, Athena in AWS) with SQL both accept: one check definition."""
+    results = {week: _register_and_check(lake, catalog, query, week) for week in context.partition_keys}
+    yield from materialize(context, CATALOG_FACT_KEY, {week: visible for week, (visible, _) in results.items()})
+    for week, (_, (rows, keys, negatives)) in results.items():
+        yield check_evaluation(context, CATALOG_FACT_KEY, "unique_keys", week, passed=rows == keys,
+                               metadata={"rows": rows, "distinct_keys": keys})
+        yield check_evaluation(context, CATALOG_FACT_KEY, "non_negative_measures", week, passed=negatives == 0,
+                               metadata={"rows_with_negative_measure": negatives})
+    yield from check_outputs(context, [dg.AssetCheckKey(CATALOG_FACT_KEY, n)
+                                       for n in ("unique_keys", "non_negative_measures")])
+
+
+def _register_and_check(lake: Lake, catalog: Catalog, query: QueryEngine, partition: str) -> tuple[dict, tuple]:
+    week = date_literal(partition)
+    visible = catalog.register_fact_week(lake, partition)
     table = identifier(FACT_TABLE)
     # SQL below: identifier() names and the date_literal() week only.
     [(rows, keys)] = query.fetch(
@@ -52,15 +66,7 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
     [(negatives,)] = query.fetch(
         f"SELECT count(*) FROM {table} WHERE week_start = {week} AND ("  # nosec B608  # identifier/date_literal
         + " OR ".join(f"{identifier(c)} < 0" for c in NON_NEGATIVE_MEASURES) + ")")
-    return dg.MaterializeResult(
-        metadata={"table": FACT_TABLE, **visible},
-        check_results=[
-            dg.AssetCheckResult(check_name="unique_keys", passed=rows == keys,
-                                metadata={"rows": rows, "distinct_keys": keys}),
-            dg.AssetCheckResult(check_name="non_negative_measures", passed=negatives == 0,
-                                metadata={"rows_with_negative_measure": negatives}),
-        ],
-    )
+    return {"table": FACT_TABLE, **visible}, (rows, keys, negatives)
 
 
 @dg.multi_asset(
@@ -72,9 +78,11 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
         for t in SNAPSHOT_TABLES + DAILY_TABLES
     ],
     retry_policy=SERVICE_RETRY_POLICY,
+    backfill_policy=DAILY_POLICY,
 )
 def catalog_daily_tables(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog):
-    """Dimensions, staged tables and their rejects as catalog tables."""
+    """Dimensions, staged tables and their rejects as catalog tables (registered once for
+    every day of the run: the tables span all days)."""
     visible = catalog.register_tables(lake, DAILY_CATALOG_TABLES)
     for t in SNAPSHOT_TABLES + DAILY_TABLES:
         yield dg.MaterializeResult(asset_key=catalog_key(t), metadata={

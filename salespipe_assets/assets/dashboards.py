@@ -9,6 +9,7 @@ it and moves no rows, only counts.
 
 import dagster as dg
 
+from salespipe_assets.assets.ranges import WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.warehouse import WAREHOUSE_FACT_KEY, warehouse_key
 from salespipe_assets.bi import DASHBOARD_SLUG, SupersetClient, SupersetError
 from salespipe_assets.partitions import weekly_partitions
@@ -65,16 +66,26 @@ def _warehouse_rows(context: dg.AssetExecutionContext, week: str) -> int | None:
         description="Rows the dashboard's dataset shows for the week = rows loaded into the warehouse "
                     "(a fan-out in the dimension joins or a stale connection would differ). "
                     "Not checked when Superset was skipped.")],
+    backfill_policy=WEEKLY_POLICY,
 )
 def dashboard_weekly_sales_inventory(context: dg.AssetExecutionContext, superset: SupersetBI):
-    week = context.partition_key
+    """Each week of the run: its own materialization and check result."""
+    refreshed = {week: _refresh_week(context, superset, week) for week in context.partition_keys}
+    yield from materialize(context, DASHBOARD_KEY, {week: metadata for week, (metadata, _) in refreshed.items()})
+    for week, (_, check) in refreshed.items():
+        yield check_evaluation(context, DASHBOARD_KEY, ROWS_CHECK, week, **check)
+    yield from check_outputs(context, [dg.AssetCheckKey(DASHBOARD_KEY, ROWS_CHECK)])
+
+
+def _refresh_week(context: dg.AssetExecutionContext, superset: SupersetBI, week: str) -> tuple[dict, dict]:
+    """(the week's metadata, its check result's arguments)."""
     metadata: dict = {"week": week}
     warehouse_rows = _warehouse_rows(context, week)
     reason = superset.unreachable_reason()
     if reason:
         context.log.info(f"dashboard refresh skipped: {reason}")
         metadata.update(status="skipped", reason=reason)
-        check = dg.AssetCheckResult(check_name=ROWS_CHECK, passed=True, metadata={"checked": False, "reason": reason})
+        check = dict(passed=True, metadata={"checked": False, "reason": reason})
     else:
         try:
             refreshed = refresh_dashboard(superset.client(), week)
@@ -82,18 +93,18 @@ def dashboard_weekly_sales_inventory(context: dg.AssetExecutionContext, superset
             # BI trouble is reported, loudly, but never fails the data pipeline.
             context.log.warning(f"dashboard refresh failed: {exc}")
             metadata.update(status="error", reason=str(exc)[:500])
-            check = dg.AssetCheckResult(check_name=ROWS_CHECK, passed=False, severity=dg.AssetCheckSeverity.WARN,
-                                        metadata={"checked": False, "reason": str(exc)[:500]})
+            check = dict(passed=False, severity=dg.AssetCheckSeverity.WARN,
+                         metadata={"checked": False, "reason": str(exc)[:500]})
         else:
             metadata.update(status="refreshed", datasets=", ".join(refreshed["datasets"]),
                             dashboard_rows_for_week=refreshed["week_rows"],
                             dashboard_url=dg.MetadataValue.url(
                                 f"{superset.url.rstrip('/')}/superset/dashboard/{DASHBOARD_SLUG}/"))
             passed = warehouse_rows is None or refreshed["week_rows"] == warehouse_rows
-            check = dg.AssetCheckResult(
-                check_name=ROWS_CHECK, passed=passed, severity=dg.AssetCheckSeverity.WARN,
+            check = dict(
+                passed=passed, severity=dg.AssetCheckSeverity.WARN,
                 metadata={"checked": warehouse_rows is not None, "dashboard_rows": refreshed["week_rows"],
                           "warehouse_rows": warehouse_rows if warehouse_rows is not None else -1})
     if warehouse_rows is not None:
         metadata["warehouse_rows_for_week"] = warehouse_rows
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return metadata, check

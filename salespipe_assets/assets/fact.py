@@ -7,10 +7,13 @@ staged manifests); no row passes through Dagster.
 """
 
 import base64
+import importlib
+import inspect
 from xml.sax.saxutils import escape  # nosec B406  # escapes text into an SVG we write; no XML is parsed
 
 import dagster as dg
 
+from salespipe_assets.assets.ranges import WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.staging import staged_key, table_schema
 from salespipe_assets.partitions import weekly_partitions
 from salespipe_assets.resources import Lake, SparkRuntime
@@ -110,29 +113,50 @@ def _chart_markdown(totals: list[tuple[str, float]], week: str) -> str:
         dg.AssetCheckSpec("non_negative_measures", asset=FACT_KEY, blocking=True,
                           description="Quantities, amounts, stock and counts are never negative."),
     ],
+    backfill_policy=WEEKLY_POLICY,
 )
 def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime):
-    r = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_start=context.partition_key)
-    if not r["published"]:
-        raise dg.Failure(f"week {context.partition_key} has no staged sales or inventory to build from",
-                         allow_retries=False)
-    week = context.partition_key
-    return dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": r["row_count"],
-            "path": dg.MetadataValue.path(r["path"]),
-            "days_with_sales": r["days_with_sales"],
-            "days_with_inventory": r["days_with_inventory"],
-            **_staged_rows(lake, week),
-            "dagster/column_schema": table_schema(r["schema"]),
-            "week_totals": dg.MetadataValue.json(r["totals"]),
-            "weekly_totals_chart": dg.MetadataValue.md(_chart_markdown(_weekly_totals(lake, week), week)),
-            "preview": dg.MetadataValue.md(_markdown_table(r["preview"])),
-        },
-        check_results=[
-            dg.AssetCheckResult(check_name="unique_keys", passed=r["row_count"] == r["distinct_keys"],
-                                metadata={"rows": r["row_count"], "distinct_keys": r["distinct_keys"]}),
-            dg.AssetCheckResult(check_name="non_negative_measures", passed=r["rows_with_negative_measure"] == 0,
-                                metadata={"rows_with_negative_measure": r["rows_with_negative_measure"]}),
-        ],
-    )
+    """Every week of the run in one step (one Spark application); each week its own
+    partition, metadata and check results. A week with nothing staged gets no
+    materialization and fails the step after the others."""
+    outcomes = _build_weeks(context, spark, lake, context.partition_keys)
+    built = {o["result"]["week_start"]: o["result"] for o in outcomes if not o["failure"]}
+    failures = [o["failure"] for o in outcomes if o["failure"]]
+    yield from materialize(context, FACT_KEY, {week: _metadata(lake, week, r) for week, r in built.items()})
+    for week, r in built.items():
+        yield check_evaluation(context, FACT_KEY, "unique_keys", week, passed=r["row_count"] == r["distinct_keys"],
+                               metadata={"rows": r["row_count"], "distinct_keys": r["distinct_keys"]})
+        yield check_evaluation(context, FACT_KEY, "non_negative_measures", week,
+                               passed=r["rows_with_negative_measure"] == 0,
+                               metadata={"rows_with_negative_measure": r["rows_with_negative_measure"]})
+    yield from check_outputs(context, [dg.AssetCheckKey(FACT_KEY, n) for n in ("unique_keys", "non_negative_measures")])
+    if failures:
+        raise dg.Failure("\n".join(failures), allow_retries=False)
+
+
+def _build_weeks(context, spark: SparkRuntime, lake: Lake, weeks: list[str]) -> list[dict]:
+    """``[{"result": ..., "failure": None | "<one line>"}]`` per week, in order."""
+    step = importlib.import_module("spark_steps.build_weekly_fact")
+    if "week_starts" in inspect.signature(step.run).parameters:
+        outcomes = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_starts=weeks)["outcomes"]
+    else:  # TODO(H): remove once build_weekly_fact takes week_starts=[...] (helper D)
+        outcomes = [{"result": spark.run_step(context, "build_weekly_fact", lake=lake.root, week_start=w),
+                     "failure": None} for w in weeks]
+    for week, o in zip(weeks, outcomes):
+        if not o["failure"] and not o["result"]["published"]:
+            o["failure"] = f"week {week} has no staged sales or inventory to build from"
+    return outcomes
+
+
+def _metadata(lake: Lake, week: str, r: dict) -> dict:
+    return {
+        "dagster/row_count": r["row_count"],
+        "path": dg.MetadataValue.path(r["path"]),
+        "days_with_sales": r["days_with_sales"],
+        "days_with_inventory": r["days_with_inventory"],
+        **_staged_rows(lake, week),
+        "dagster/column_schema": table_schema(r["schema"]),
+        "week_totals": dg.MetadataValue.json(r["totals"]),
+        "weekly_totals_chart": dg.MetadataValue.md(_chart_markdown(_weekly_totals(lake, week), week)),
+        "preview": dg.MetadataValue.md(_markdown_table(r["preview"])),
+    }

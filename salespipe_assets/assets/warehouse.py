@@ -5,6 +5,7 @@ import dagster as dg
 
 from salespipe_assets.assets.catalog import CATALOG_FACT_KEY, catalog_key
 from salespipe_assets.assets.fact import FACT_KEY
+from salespipe_assets.assets.ranges import DAILY_POLICY, WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
 from salespipe_assets.resources import Lake, Warehouse
@@ -27,22 +28,31 @@ def warehouse_key(table: str) -> dg.AssetKey:
     kinds={"sql"},
     description="The fact as a warehouse table, replaced one week at a time.",
     retry_policy=SERVICE_RETRY_POLICY,
+    backfill_policy=WEEKLY_POLICY,
     check_specs=[dg.AssetCheckSpec(
         "rows_match_curated", asset=WAREHOUSE_FACT_KEY,
         description="Warehouse rows for the week = rows in the curated Parquet partition.")],
 )
 def warehouse_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse):
-    week = context.partition_key
-    manifest = lake.read_manifest(fact_partition(week))
-    if manifest is None:
-        raise dg.Failure(f"week {week} has no published fact partition to load", allow_retries=False)
-    loaded = warehouse.load_fact_week(lake, week)
-    return dg.MaterializeResult(
-        metadata={**loaded, "dagster/row_count": loaded["rows"], "curated_rows": manifest["row_count"]},
-        check_results=[dg.AssetCheckResult(
-            check_name="rows_match_curated", passed=loaded["rows"] == manifest["row_count"],
-            metadata={"warehouse_rows": loaded["rows"], "curated_rows": manifest["row_count"]})],
-    )
+    """Each week of the run replaced in the warehouse, checked against its curated partition.
+    A week without a published fact gets no materialization and fails the step after the others."""
+    loaded, missing = {}, []
+    for week in context.partition_keys:
+        manifest = lake.read_manifest(fact_partition(week))
+        if manifest is None:
+            missing.append(f"week {week} has no published fact partition to load")
+            continue
+        loaded[week] = (warehouse.load_fact_week(lake, week), manifest["row_count"])
+    yield from materialize(context, WAREHOUSE_FACT_KEY, {
+        week: {**rows, "dagster/row_count": rows["rows"], "curated_rows": curated}
+        for week, (rows, curated) in loaded.items()})
+    for week, (rows, curated) in loaded.items():
+        yield check_evaluation(context, WAREHOUSE_FACT_KEY, "rows_match_curated", week,
+                               passed=rows["rows"] == curated,
+                               metadata={"warehouse_rows": rows["rows"], "curated_rows": curated})
+    yield from check_outputs(context, [dg.AssetCheckKey(WAREHOUSE_FACT_KEY, "rows_match_curated")])
+    if missing:
+        raise dg.Failure("\n".join(missing), allow_retries=False)
 
 
 @dg.multi_asset(
@@ -53,6 +63,7 @@ def warehouse_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: La
                         skippable=True)
            for t in SNAPSHOT_TABLES],
     retry_policy=SERVICE_RETRY_POLICY,
+    backfill_policy=DAILY_POLICY,
 )
 def warehouse_dimensions(context: dg.AssetExecutionContext, lake: Lake, warehouse: Warehouse):
     """Replace each dimension table with the latest published snapshot."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Mapping
@@ -242,7 +243,10 @@ class EMRSparkRuntime(SparkRuntime):
         command += ["--s3-region", self._s3.meta.region_name]  # EMR nodes have no default region
         command += ["--run-id", self._run_id]
         for key, value in args.items():
-            command += [f"--{key.replace('_', '-')}", str(value)]
+            # A range's files or weeks travel as JSON (``--files '[{...}]'``, ``--week-starts '[...]'``);
+            # the steps parse those arguments with json.loads.
+            text = json.dumps(value, separators=(",", ":")) if isinstance(value, (list, dict)) else str(value)
+            command += [f"--{key.replace('_', '-')}", text]
         return command
 
     def _add_step(self, cluster_id: str, name: str, command: list[str]) -> str:
