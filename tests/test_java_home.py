@@ -113,3 +113,24 @@ def test_spark_starts_on_the_pip_jdk_when_the_machine_has_no_java(tmp_path):
     assert result["total"] == 45  # 0 + 1 + ... + 9
     assert result["java_version"].startswith("21.")
     assert "JAVA_HOME" not in os.environ or os.environ["JAVA_HOME"] != result["home"]  # the child's alone
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_installs_the_jdk_extra_only_when_the_machine_has_no_java(tmp_path):
+    """`make -n install` (nothing is run): the jdk extra, no CDS archive, without java; as before with it."""
+    root = Path(__file__).resolve().parent.parent
+    no_java = _path_without_java(tmp_path)
+    for tool in ("make", "sha1sum", "cut"):
+        (Path(no_java) / tool).symlink_to(shutil.which(tool))
+    plans = {}
+    for name, path in (("without", no_java), ("with", f"{no_java}:{Path(MACHINE_JAVA).parent}" if MACHINE_JAVA else None)):
+        if path is None:
+            continue
+        out = subprocess.run(["make", "-n", "-B", "install"], cwd=root, capture_output=True, text=True,  # nosec B603 B607
+                             timeout=60, env={"PATH": path, "HOME": str(tmp_path)})
+        assert out.returncode == 0, out.stderr
+        plans[name] = out.stdout
+    assert "pip install --quiet -e '.[dev,jdk]'" in plans["without"]
+    assert "spark_steps.jvm_cds" not in plans["without"]
+    if "with" in plans:
+        assert "pip install --quiet -e '.[dev]'" in plans["with"] and "spark_steps.jvm_cds --force" in plans["with"]
