@@ -2,7 +2,8 @@
 
 ``Catalog`` is what the catalog assets call; ``DuckDBCatalog`` (local, the stand-in for
 Glue) defines DuckDB views over the lake's Parquet, so ``salespipe query`` and the
-checks read the lake through table names.
+checks read the lake through table names. The file is opened only under its lock
+(``query.locked_connection``): a ``salespipe query`` reads a copy and never blocks a run.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from glob import glob
 
 import dagster as dg
-import duckdb
 
 from salespipe_assets.resources.lake import Lake
+from salespipe_assets.resources.query import locked_connection
 from salespipe_assets.sql import date_literal, identifier, literal
 from spark_steps.contract import CONTRACT, DAILY_TABLES, SNAPSHOT_TABLES, checked_date
 from spark_steps.fact import FACT_COLUMNS
@@ -61,12 +62,12 @@ class DuckDBCatalog(Catalog):
         return visible
 
     def register_tables(self, lake: Lake, tables: list[str]) -> dict[str, int]:
-        with duckdb.connect(self.database) as con:
+        with locked_connection(self.database) as con:
             return self._refresh(con, lake, tables)
 
     def register_fact_week(self, lake: Lake, week: str) -> dict:
         checked_date(week, "week")
-        with duckdb.connect(self.database) as con:
+        with locked_connection(self.database) as con:
             total = self._refresh(con, lake, [FACT_TABLE]).get(FACT_TABLE, 0)
             count = (f"SELECT count(*) FROM {identifier(FACT_TABLE)} "  # nosec B608  # identifier/date_literal
                      f"WHERE week_start = {date_literal(week)}")

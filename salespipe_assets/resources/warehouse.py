@@ -2,15 +2,17 @@
 
 ``Warehouse`` is what the warehouse assets call; ``DuckDBWarehouse`` is the local
 default. The fact is replaced one week at a time inside a transaction, so a reload never
-duplicates rows and a failed load leaves the previous week in place.
+duplicates rows and a failed load leaves the previous week in place. Two runs of ours
+wait for each other on the file's lock (``query.locked_connection``); another reader
+(Superset, a DuckDB shell) that holds the file is what the retry policy is for.
 """
 
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 
 from salespipe_assets.resources.lake import Lake
+from salespipe_assets.resources.query import locked_connection
 from salespipe_assets.sql import date_literal, identifier, literal
 from spark_steps.contract import CONTRACT, checked_date
 from spark_steps.fact import FACT_SCHEMA
@@ -40,7 +42,7 @@ class DuckDBWarehouse(Warehouse):
         columns = ", ".join(identifier(n) for n, _ in FACT_SCHEMA if n != "week_start")
         ddl = ", ".join(f"{identifier(n)} {t}" for n, t in FACT_SCHEMA)
         week_sql = date_literal(week)
-        with duckdb.connect(self.database) as con:
+        with locked_connection(self.database) as con:
             con.execute(f"CREATE TABLE IF NOT EXISTS {identifier(FACT_TABLE)} ({ddl})")
             con.execute("BEGIN TRANSACTION")
             try:
@@ -61,7 +63,7 @@ class DuckDBWarehouse(Warehouse):
     def replace_dimension(self, lake: Lake, table: str) -> dict:
         parquet = literal(lake.fs.path(f"curated/{table}") + "/*.parquet")
         columns = ", ".join(identifier(c) for c in CONTRACT[table].column_names)
-        with duckdb.connect(self.database) as con:
+        with locked_connection(self.database) as con:
             con.execute(f"CREATE OR REPLACE TABLE {identifier(table)} "  # nosec B608  # identifier()s, literal() glob
                         f"AS SELECT {columns} FROM read_parquet({parquet})")
             rows = con.execute(f"SELECT count(*) FROM {identifier(table)}").fetchone()[0]  # nosec B608  # identifier()
