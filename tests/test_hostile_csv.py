@@ -141,3 +141,21 @@ def test_a_control_character_in_the_header_is_shown_escaped(spark, tmp_path):
     reason = _quarantine_reason(spark, tmp_path, (header + "\n" + sales_row(1) + "\n").encode())
     assert reason == f"wrong header: expected {SALES.header!r}, got {header!r}"
     assert "prod\\r_key" in reason
+
+
+def test_codec_errors_are_read_from_the_message_too():
+    # Spark Connect raises errors without py4j objects: the Java class is in the text.
+    from spark_steps.csv_parse import FileError, decode_error, root_cause
+
+    class ConnectLike(Exception):
+        pass
+
+    text = ("(org.apache.spark.SparkException) Job aborted due to stage failure: ... "
+            "java.io.EOFException: Unexpected end of input stream\n\tat java.base/...")
+    assert root_cause(ConnectLike(text)) == "java.io.EOFException: Unexpected end of input stream"
+    err = decode_error("file:///l/raw/sales_2024-01-08.csv.gz", ConnectLike(text))
+    assert isinstance(err, FileError) and err.reason.startswith("truncated gzip")
+    zip_text = "SparkException: Task failed: java.util.zip.ZipException: Not in GZIP format"
+    assert decode_error("x.csv.gz", ConnectLike(zip_text)).reason == "undecodable gzip: Not in GZIP format"
+    other = ConnectLike("java.lang.OutOfMemoryError: Java heap space")
+    assert decode_error("x.csv.gz", other) is other
