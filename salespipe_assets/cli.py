@@ -11,6 +11,8 @@ import datetime as dt
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -70,6 +72,30 @@ def _configure(lake: str, warehouse: str | None, spark_master: str | None, creat
     _dagster_home()
 
 
+@contextmanager
+def _holding_lake(lake: str, command: str, wait: bool) -> Iterator[None]:
+    """One run at a time per lake (salespipe_assets/run_lock.py); a busy lake is one error line."""
+    from salespipe_assets import runner
+    from salespipe_assets.run_lock import LakeBusy, holding_lake
+
+    if not click.get_current_context().find_root().obj.get("debug"):
+        runner.CONSOLE_LOG_LEVEL = "CRITICAL"  # failed steps are the ERROR lines, not stack traces
+    try:
+        with holding_lake(lake, os.environ["DAGSTER_HOME"], command, wait=wait,
+                          echo=lambda line: click.echo(line, err=True)):
+            yield
+    except LakeBusy as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo_errors(errors: list[str]) -> None:
+    """One ``ERROR`` line each, control characters escaped (a file name may end in a newline)."""
+    from salespipe_assets.resources.lake import printable
+
+    for error in errors:
+        click.echo(f"ERROR {printable(error)}", err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.pass_context
@@ -101,23 +127,24 @@ def generate(lake: str, start: dt.datetime, days: int, scale: float, seed: int) 
 @click.option("--spark-master", default=None, help="Spark: local[N], a cluster URL (spark://host:7077), or 'emr' (one transient EMR cluster "
                    "per run; SALESPIPE_EMR_* settings, docs/emr.md) [default: local[2]].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool) -> None:
+@click.option("--wait", is_flag=True, help="If another run holds the lake, wait for it instead of exiting at once.")
+def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool, wait: bool) -> None:
     """Materialize every complete new day in the lake, and its week, up to the warehouse."""
     _configure(lake, warehouse, spark_master)
     _use_running_spark_server()
     import dagster as dg
 
     from salespipe_assets.definitions import build_definitions
+    from salespipe_assets.run_lock import open_instance
     from salespipe_assets.runner import format_summary, run_lake
     from salespipe_assets.settings import Settings
 
     settings = Settings.from_env()
     defs = build_definitions(settings)
-    with dg.DagsterInstance.get() as instance:
+    with _holding_lake(settings.lake, "salespipe run", wait), open_instance() as instance:
         summary = run_lake(defs, instance, defs.resources["lake"], progress=not quiet)
     click.echo(format_summary(summary, settings.lake))
-    for error in summary.all_errors():
-        click.echo(f"ERROR {error}", err=True)
+    _echo_errors(summary.all_errors())
     if not summary.ok:
         sys.exit(1)
 
@@ -129,8 +156,9 @@ def run(lake: str, warehouse: str | None, spark_master: str | None, quiet: bool)
 @click.option("--warehouse", default=None, help="'snowflake', 'duckdb', or a DuckDB file.")
 @click.option("--spark-master", default=None, help="Spark: local[N], spark://host:7077 or 'emr'.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--wait", is_flag=True, help="If another run holds the lake, wait for it instead of exiting at once.")
 def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | None,
-             spark_master: str | None, quiet: bool) -> None:
+             spark_master: str | None, quiet: bool, wait: bool) -> None:
     """Re-materialize every landed day in [START, END] whatever ran before, then their weeks.
 
     One run per range of contiguous days (at most SALESPIPE_DAYS_PER_RUN, 31 by default),
@@ -143,15 +171,15 @@ def backfill(lake: str, start: dt.datetime, end: dt.datetime, warehouse: str | N
 
     from salespipe_assets.backfill import backfill_lake, format_backfill
     from salespipe_assets.definitions import build_definitions
+    from salespipe_assets.run_lock import open_instance
     from salespipe_assets.settings import Settings
 
     settings = Settings.from_env()
     defs = build_definitions(settings)
-    with dg.DagsterInstance.get() as instance:
+    with _holding_lake(settings.lake, "salespipe backfill", wait), open_instance() as instance:
         summary = backfill_lake(defs, instance, defs.resources["lake"], start.date(), end.date(), progress=not quiet)
     click.echo(format_backfill(summary, settings.lake, start.date(), end.date()))
-    for error in summary.all_errors():
-        click.echo(f"ERROR {error}", err=True)
+    _echo_errors(summary.all_errors())
     if not summary.ok:
         sys.exit(1)
 
@@ -294,6 +322,29 @@ def bench(scale: float, history: str, history_scale: float | None, only: str, ou
         sys.exit(1)
 
 
+@contextmanager
+def _catalog_snapshot(catalog: str) -> Iterator[str]:
+    """A private copy of the catalog: a query never holds the file a run writes (DuckDB
+    allows one writing process or many reading ones, not both)."""
+    import tempfile
+
+    import duckdb
+    from filelock import Timeout
+
+    from salespipe_assets.resources.query import snapshot
+
+    wait = float(os.environ.get("SALESPIPE_QUERY_WAIT_SECONDS", "60"))  # a run holds it for seconds at most
+    with tempfile.TemporaryDirectory(prefix="salespipe-query-") as tmp:
+        try:
+            copy = str(snapshot(catalog, Path(tmp), timeout=wait))
+        except Timeout:
+            raise click.ClickException(f"the catalog {catalog} was busy for {wait:g} s "
+                                       "(a run is writing it): try again in a moment") from None
+        if Path(f"{copy}.wal").exists():  # a writer died mid-write: replay its log into the copy
+            duckdb.connect(copy).close()
+        yield copy
+
+
 @cli.command()
 @click.option("--lake", required=True, help="Lake directory whose catalog to query.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
@@ -308,7 +359,7 @@ def query(lake: str, fmt: str, sql: str) -> None:
     catalog = Settings.from_env().catalog
     if not Path(catalog).exists():
         raise click.ClickException(f"no catalog at {catalog}: run 'salespipe run --lake {lake}' first")
-    with duckdb.connect(catalog, read_only=True) as con:
+    with _catalog_snapshot(catalog) as copy, duckdb.connect(copy, read_only=True) as con:
         rel = con.sql(sql)
         if rel is None:
             return

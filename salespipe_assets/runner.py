@@ -16,7 +16,7 @@ import dagster as dg
 from tqdm import tqdm
 
 from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
-from salespipe_assets.resources.lake import Lake
+from salespipe_assets.resources.lake import Lake, printable
 from salespipe_assets.tracking import (
     DAILY_JOB,
     TRIGGER_TAG,
@@ -28,6 +28,11 @@ from salespipe_assets.tracking import (
     process_tags,
 )
 
+
+
+# The console gets these run events (all are stored in the instance). `salespipe` without
+# --debug sets CRITICAL: a failed step is summed up in its ERROR lines, not a stack trace.
+CONSOLE_LOG_LEVEL = "WARNING"
 
 
 @dataclass
@@ -61,7 +66,7 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partitions: li
     """One run over ``partitions`` (one key, or a contiguous range: a single-run backfill);
     its outcome split into one per partition."""
     # Every event is stored in the instance (and shown in the UI); the console gets warnings only.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": CONSOLE_LOG_LEVEL}}}}
     keys = sorted(partitions)
     result = job.execute_in_process(instance=instance, tags={**tags, **partition_tags(keys)},
                                     run_config=quiet, raise_on_error=False)
@@ -73,7 +78,7 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partitions: li
             by_partition[mat.partition or keys[0]][mat.asset_key.to_user_string()] = {
                 k: v.value for k, v in mat.metadata.items()}
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            outcome.errors.append(step_failure_message(event.event_specific_data))
+            outcome.errors.extend(step_failure_lines(event.event_specific_data, event.step_key, {partition: outcome.metadata}))
     for stat in instance.get_run_step_stats(result.run_id):
         if stat.start_time and stat.end_time:
             outcome.step_seconds[stat.step_key] = stat.end_time - stat.start_time
@@ -127,17 +132,48 @@ def run_days(defs: dg.Definitions, instance: dg.DagsterInstance, fingerprints: d
 
 
 def step_failure_message(data) -> str:
-    """One line for a failed step: the asset's own description, else the error's last line.
+    """One line for a failed step (its lines joined when it failed for several files)."""
+    return "; ".join(step_failure_lines(data))
+
+
+def step_failure_lines(data, step_key: str = "", materialized: dict[str, dict[str, dict]] | None = None) -> list[str]:
+    """One line per problem of a failed step, control characters escaped: the asset's own
+    description (one line per bad file), else the innermost error's first line, said of
+    each landed file the step left unstaged (``materialized``: partition -> asset -> metadata).
     A step that exhausted its retry policy names the error it kept failing with."""
-    described = data.user_failure_data.description if data.user_failure_data else None
-    if described:
-        return described
+    failure = data.user_failure_data
+    if failure and failure.description:
+        listed = (failure.metadata or {}).get("errors")
+        lines = listed.value if listed is not None and isinstance(listed.value, list) else None
+        lines = lines or failure.description.splitlines()
+        return [printable(str(line)) for line in lines if str(line).strip()]
     error = data.error
     message = error.message.strip()
+    retried = ""
     if message.startswith("Exceeded max_retries") and error.cause is not None:
-        retries = message.removeprefix("Exceeded max_retries of").strip(" :")
-        return f"{error.cause.message.strip().splitlines()[-1]} (still failing after {retries} retries)"
-    return message.splitlines()[-1]
+        retried = f" (still failing after {message.removeprefix('Exceeded max_retries of').strip(' :')} retries)"
+    while error.cause is not None:  # Dagster's wrappers name the step; the cause names the problem
+        error = error.cause
+    first_line = next((line.strip() for line in error.message.splitlines() if line.strip()), error.cls_name or "")
+    reason = printable(first_line) + retried
+    files = _unstaged_files(step_key, materialized or {})
+    return [f"{f}: not staged: {reason}" for f in files] or [reason]
+
+
+def _unstaged_files(step_key: str, materialized: dict[str, dict[str, dict]]) -> list[str]:
+    """The landed files (``raw/...``) whose staged asset a failed ``stage_day`` did not materialize."""
+    if step_key != "stage_day":
+        return []
+    from salespipe_assets.assets.staging import staged_key
+    from spark_steps.contract import TABLES
+
+    files = []
+    for assets in materialized.values():
+        for table in TABLES:
+            path = str(assets.get(f"raw_{table}", {}).get("path", ""))
+            if path and staged_key(table).to_user_string() not in assets:
+                files.append(printable(path[path.rfind("raw/"):] if "raw/" in path else path))
+    return files
 
 
 def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:
