@@ -130,10 +130,17 @@ def test_aws_lineage_shows_the_source_export_upstream_of_the_raw_files(tmp_path)
                SALESPIPE_EMR_ARTIFACTS_URI="s3://salespipe-demo/emr/artifacts",
                SALESPIPE_EMR_LOG_URI="s3://salespipe-demo/emr/logs", AWS_DEFAULT_REGION="us-east-1")
     with _webserver(tmp_path, env) as server, _page(server) as page:
-        page.set_viewport_size({"width": 1600, "height": 1200})
+        page.set_viewport_size({"width": 1400, "height": 1500})  # the export and its five files, whole
         page.goto(f"{server.url}/assets/raw_sales?view=lineage&lineageScope=upstream&lineageDepth=2")
         page.get_by_text("snowflake_source_export", exact=True).first.wait_for()
         page.goto(f"{server.url}/assets/snowflake_source_export?view=lineage&lineageScope=downstream&lineageDepth=1")
         for table in TABLES:
             page.get_by_text(f"raw_{table}", exact=True).first.wait_for()
+        page.wait_for_timeout(1500)
+        drawn = page.evaluate("""() => Array.from(document.querySelectorAll('foreignObject')).map(e => {
+            const b = e.getBoundingClientRect(); return {text: e.textContent.trim(), y: b.y, h: b.height};})""")
+        names = {d["text"].split("Latest")[0].strip(): d for d in drawn}
+        for table in TABLES:  # every raw file's node is on screen
+            node = next(d for n, d in names.items() if n.startswith(f"raw_{table}"))
+            assert 0 <= node["y"] and node["y"] + node["h"] <= 1500, (table, node)
         shot(page, "lineage_aws.png")
