@@ -90,9 +90,16 @@ def shim_home(java: Path, shim_dir: Path = SHIM_DIR) -> Path:
 
 
 def resolve_java_home(environ: dict | None = None, shim_dir: Path = SHIM_DIR) -> str | None:
-    """None when the machine's Java 17/21 will do; else the pip JDK's JAVA_HOME. NoJava when
-    there is neither (the message says how to get one)."""
-    if machine_java(environ):
+    """None when the machine's Java 17/21 will do as it is; else the JAVA_HOME to use (the
+    PATH's java when JAVA_HOME names another, else the pip JDK's). NoJava when there is
+    neither (the message says how to get one)."""
+    env = os.environ if environ is None else environ
+    found = machine_java(env)
+    if found:
+        home = env.get("JAVA_HOME")
+        if home and not _supported(Path(home) / "bin" / "java"):
+            # Spark's launcher prefers JAVA_HOME: point it at the java on PATH that works.
+            return str(Path(os.path.realpath(found)).parent.parent)
         return None
     java = pip_jdk_java()
     if java is None:

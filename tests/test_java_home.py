@@ -61,6 +61,15 @@ def test_the_machines_java_17_or_21_is_used_as_it_is(tmp_path):
     assert resolve_java_home(env, shim_dir=tmp_path / "shim") is None  # Spark finds it itself
 
 
+@pytest.mark.skipif(MACHINE_JAVA is None, reason="no java on this machine's PATH")
+def test_a_java_home_of_an_old_java_is_replaced_by_the_working_java_on_path(tmp_path):
+    old = _fake_java(tmp_path, 'openjdk version "11.0.21" 2023-10-17')
+    env = {"JAVA_HOME": str(old.parent.parent), "PATH": str(Path(MACHINE_JAVA).parent)}
+    home = resolve_java_home(env, shim_dir=tmp_path / "shim")
+    assert home == str(Path(os.path.realpath(MACHINE_JAVA)).parent.parent)
+    assert java_major(Path(home) / "bin" / "java") in (17, 21)
+
+
 @pip_jdk
 def test_no_java_on_path_gives_the_pip_jdk_through_a_shim(tmp_path):
     env = {"PATH": _path_without_java(tmp_path)}
