@@ -10,10 +10,12 @@ Decisions where SPEC is silent (keep in step with the project docs):
   if it matches its type strictly (no surrounding spaces, no exponent, integers in
   range); decimals are rounded half away from zero to the column's scale, and the
   non-negative rule is judged on that rounded value (``-0.001`` reads as 0.00: accepted).
-* CSV is tokenized by pyarrow (strict field counts, quoted fields may hold commas and
-  newlines); every rule after that is SQL in DuckDB. A record with the wrong number of
-  fields (``a,b,c,`` included) is one rejected row; so is an unterminated quote, which
-  swallows the rest of the file as in any CSV reader. Blank lines are not rows.
+* CSV is tokenized by pyarrow as RFC 4180 records (strict field counts, quoted fields may
+  hold commas and line breaks: one record, one row); every rule after that is SQL in
+  DuckDB. A record with the wrong number of fields (``a,b,c,`` included) is one rejected
+  row; so is an unterminated quote, which swallows the rest of the file as one record (the
+  project's ``unbalanced_quote``). A quote inside an unquoted field (``ab"c``) is a plain
+  character. Blank lines are not rows.
 * Invalid UTF-8 anywhere in a file makes it a file-level error (SPEC §1: files are
   UTF-8; "undecodable"), like a bad gzip.
 * The header must equal the contract's header byte for byte (after the line ending); a
