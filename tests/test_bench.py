@@ -46,6 +46,11 @@ def test_bench_spark_against_duckdb_writes_results_and_plot(tmp_path):
     assert isinstance(svd["met"], bool) and svd["target"] and svd["note"]
     assert svd["seconds"]["duckdb"] > 0 and svd["seconds"]["spark_pipeline"] > svd["seconds"]["spark_steps"] > 0
     assert svd["ratio"] > 0
+    # plain Spark on the same files, with its JVM start like the pipeline's figure
+    assert svd["seconds"]["spark_floor"] > svd["seconds"]["spark_floor_read_write"] > 0
+    assert set(svd["seconds"]["spark_floor_by_table"]) == {"sales", "inventory", "store", "product", "calendar"}
+    assert svd["ratio_floor"] == pytest.approx(svd["seconds"]["spark_pipeline"] / svd["seconds"]["spark_floor"], rel=0.01)
+    assert "demo_scale" not in svd  # --scale 0.002 is below the demo scale: one scale only
     assert svd["fact_comparison"]["equal"], svd["fact_comparison"]  # both sides built the same fact
 
 
@@ -60,3 +65,17 @@ def test_bench_history_writes_results_and_plot(tmp_path):
         assert point["tick_seconds"] > 0 and point["daily_seconds"] > 0 and point["weekly_seconds"] > 0
     assert history["points"][1]["raw_files"] > history["points"][0]["raw_files"]
     assert history["max_over_min"] >= 1
+
+
+@pytest.mark.heavy  # 28 days and a week through `salespipe run`: `make test-heavy`
+@pytest.mark.timeout(1800)
+def test_bench_catchup_runs_the_landed_days_to_the_warehouse(tmp_path):
+    results = _bench(tmp_path, "--only", "catchup", "--history", "1", "--history-scale", "0.002")
+    catchup = results["measurements"]["catchup"]
+    assert isinstance(catchup["met"], bool) and catchup["target"] and catchup["note"]
+    demo, history = catchup["points"]
+    assert (demo["days"], demo["weeks"], demo["scale"]) == (28, 4, 0.002)   # 28 days from a Sunday
+    assert (history["days"], history["weeks"], history["scale"]) == (7, 1, 0.002)
+    for point in (demo, history):
+        assert point["seconds_per_day"] == pytest.approx(point["wall_seconds"] / point["days"], rel=0.01)
+        assert point["runs"].get("weekly_job", 0) >= 1

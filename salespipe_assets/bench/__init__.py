@@ -25,7 +25,7 @@ __all__ = ["BenchOptions", "MEASUREMENTS", "run_bench", "RESULTS", "PLOT"]
 RESULTS = "results.json"
 PLOT = "results.png"
 # Cheapest first; spark_vs_duckdb and memory share the full-scale pipeline run.
-ORDER = ("spark_vs_duckdb", "memory", "latency", "history")
+ORDER = ("spark_vs_duckdb", "memory", "latency", "history", "catchup")
 
 
 def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dict:
@@ -50,7 +50,8 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
                     "history_scale": options.effective_history_scale, "only": options.only,
                     "repeat": options.repeat, "latency_runs": options.latency_runs,
                     "sensor_interval": options.sensor_interval,
-                    "memory_scales": options.effective_memory_scales},
+                    "memory_scales": options.effective_memory_scales,
+                    "demo_scale": options.demo_scale, "catchup_days": options.catchup_days},
         "measurements": {},
     }
     if options.merge and (out / RESULTS).is_file():

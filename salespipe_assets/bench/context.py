@@ -19,7 +19,8 @@ from salespipe_assets.bench.machine import load_average
 from salespipe_assets.bench.procs import MemorySampler
 from salespipe_assets.settings import PROJECT_ROOT
 
-MEASUREMENTS = ("spark_vs_duckdb", "history", "latency", "memory")
+MEASUREMENTS = ("spark_vs_duckdb", "history", "latency", "memory", "catchup")
+DEMO_SCALE = 0.01  # what `make run` generates: about 10,000 sales rows a day
 SEED = 0
 WEEK_START = dt.date(2024, 1, 7)  # a Sunday: the measured full week
 
@@ -37,6 +38,14 @@ class BenchOptions:
     sensor_interval: int | None = None  # None: the product's default
     memory_scales: list[float] | None = None  # default: [scale / 10, scale]
     merge: bool = False  # keep the measurements of an existing results.json that are not re-run
+    catchup_days: int = 28  # demo days landed at once in the catchup measurement
+    demo: float = DEMO_SCALE
+
+    @property
+    def demo_scale(self) -> float:
+        """The second scale of spark_vs_duckdb and the catchup's demo days (a bench at a
+        tinier --scale stays tiny)."""
+        return min(self.demo, self.scale)
 
     @property
     def effective_history_scale(self) -> float:
@@ -124,6 +133,26 @@ class BenchContext:
         return landed
 
     # -- the pipeline in a worker process ------------------------------------------
+    def floor(self, scale: float) -> dict:
+        """Plain Spark on the same week's raw files (``worker --floor``: typed CSV read,
+        Parquet write, no validation) in a fresh worker process with the pipeline's
+        session settings."""
+        upstream = self.upstream("week", WEEK_START, 7, scale)
+        root = self.fresh_dir(f"floor-{scale_tag(scale)}")
+        self.link_raw(upstream, root / "lake")
+        out = root / "result.json"
+        self.echo(f"  plain Spark (typed CSV read -> Parquet) on the same week at scale {scale:g}")
+        cmd = [sys.executable, "-m", "salespipe_assets.bench.worker", "--floor", "--lake", str(root / "lake"),
+               "--home", str(root / "dagster_home"), "--out", str(out)]
+        env = {k: v for k, v in os.environ.items() if k not in ("SALESPIPE_SPARK_MASTER", "SALESPIPE_ENV")}
+        load_start = load_average()
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)  # nosec B603  # this interpreter, an argument list
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError(f"floor worker exited with {done.returncode}: {(done.stdout + done.stderr)[-2000:]}")
+        result = json.loads(out.read_text())
+        shutil.rmtree(root / "lake" / "floor", ignore_errors=True)  # only its time matters
+        return {**result, "load_average": {"start": load_start, "end": load_average()}}
+
     def pipeline(self, scale: float) -> dict:
         """One full week at ``scale`` through ``salespipe run`` semantics (7 daily runs, one
         weekly run) in a worker process, memory sampled; cached per scale."""

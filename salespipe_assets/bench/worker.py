@@ -7,6 +7,11 @@ instance, the way ``salespipe run`` does it, with timings written as JSON.
 A separate process so that its memory (this Python process against the Spark JVM below
 it) can be sampled from outside, and so that every measurement starts a JVM of its own.
 With ``--event-log`` Spark writes its event log there (per-stage timings for profiles).
+
+With ``--floor`` it measures plain Spark instead, with the pipeline's session settings:
+every raw file of the lake read by Spark's CSV reader with the contract's typed schema
+and written as Parquet (one dataset per table, all its days in one read and one write),
+no validation: what Spark itself costs on this machine for the same bytes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ def main() -> None:
     parser.add_argument("--home", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--event-log", default=None)
+    parser.add_argument("--floor", action="store_true", help="plain Spark read + write of raw/, no pipeline")
     args = parser.parse_args()
 
     t_start = time.perf_counter()
@@ -52,6 +58,13 @@ def main() -> None:
                                                        "spark.eventLog.dir": Path(args.event_log).resolve().as_uri()})
     spark.session()  # the JVM, timed on its own (the runs' getOrCreate then finds it)
     t_session = time.perf_counter()
+    if args.floor:
+        seconds = spark_floor(spark.session(), Path(args.lake))
+        result = {"ok": True, "seconds": {"imports": round(t_imported - t_start, 3),
+                                          "spark_session": round(t_session - t_imported, 3), **seconds}}
+        spark.session().stop()
+        Path(args.out).write_text(json.dumps(result, indent=2))
+        return
     rss = _RssSampler()
 
     with dg.DagsterInstance.get() as instance:
@@ -90,6 +103,28 @@ def main() -> None:
     }
     spark.session().stop()  # flushes the event log
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+
+
+def spark_floor(session, lake: Path) -> dict:
+    """Plain Spark on the lake's raw files: per table, one typed CSV read of all its
+    files and one Parquet write. Seconds per table and in all."""
+    from pyspark.sql import types as T
+
+    from spark_steps.contract import CONTRACT
+    from spark_steps.validate import spark_type
+
+    by_table: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for table, spec in CONTRACT.items():
+        files = sorted(str(p.resolve()) for p in (lake / "raw").glob(f"{table}_*.csv*"))
+        if not files:
+            continue
+        schema = T.StructType([T.StructField(c.name, spark_type(c.type)) for c in spec.columns])
+        started = time.perf_counter()
+        (session.read.csv([f"file://{f}" for f in files], schema=schema, header=True)
+         .write.mode("overwrite").parquet((lake / "floor" / table).resolve().as_uri()))
+        by_table[table] = round(time.perf_counter() - started, 3)
+    return {"spark_floor": round(time.perf_counter() - t0, 3), "by_table": by_table}
 
 
 class _RssSampler:

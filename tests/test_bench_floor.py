@@ -1,0 +1,38 @@
+"""The bench's plain-Spark floor (a typed CSV read and a Parquet write of the raw files,
+no validation) and the catchup measurement's bookkeeping, on real components at a tiny
+scale. The full measurements run in test_bench.py (heavy)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from salespipe_assets.bench import catchup
+from salespipe_assets.bench.context import BenchOptions
+from salespipe_assets.bench.worker import spark_floor
+from salespipe_assets.datagen import generate
+
+
+def test_the_floor_reads_every_raw_file_typed_and_writes_parquet(spark, tmp_path):
+    report = generate(tmp_path, dt.date(2024, 1, 8), 2, scale=0.002, progress=False)
+    seconds = spark_floor(spark, tmp_path)
+    assert set(seconds["by_table"]) == {"sales", "inventory", "store", "product", "calendar"}
+    assert seconds["spark_floor"] >= sum(seconds["by_table"].values()) > 0
+    for table in ("sales", "inventory"):
+        # both days' rows, every one (no validation drops any)
+        [(rows,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/floor/{table}/*.parquet')").fetchall()
+        assert rows == report["rows"][table]
+    described = duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet('{tmp_path}/floor/sales/*.parquet')").fetchall()
+    types = {r[0]: r[1] for r in described}
+    assert types["sales_qty"] == "DECIMAL(38,2)" and types["trans_dt"] == "DATE" and types["store_key"] == "INTEGER"
+
+
+def test_the_catchup_weeks_are_the_sundays_of_its_days():
+    # 28 days from Sunday 2024-01-07: four whole weeks; 8 days: a second week with one day
+    assert catchup._weeks(28) == ["2024-01-07", "2024-01-14", "2024-01-21", "2024-01-28"]
+    assert catchup._weeks(8) == ["2024-01-07", "2024-01-14"]
+
+
+def test_the_demo_scale_never_exceeds_the_bench_scale():
+    assert BenchOptions().demo_scale == 0.01 and BenchOptions(scale=0.002).demo_scale == 0.002
