@@ -105,11 +105,27 @@ def processed(run: dg.DagsterRun, day: str) -> str | None:
 
 def runs_covering(instance: dg.DagsterInstance, job: str, key: str,
                   statuses: list[dg.DagsterRunStatus] | None = None, limit: int | None = None) -> list[dg.RunRecord]:
-    """Run records of ``job`` covering partition ``key`` (alone or in a range), newest first.
-    (A RunsFilter cannot ask for a range containing a key: the job's runs are filtered here.)"""
-    records = [r for r in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=statuses or []))
-               if covers(r.dagster_run, key)]
+    """Run records of ``job`` covering partition ``key`` (alone or in a range), newest first."""
+    records = _records_covering(instance, job, [key], statuses or [])
     return records[:limit] if limit else records
+
+
+def _records_covering(instance: dg.DagsterInstance, job: str, keys: list[str],
+                      statuses: list[dg.DagsterRunStatus]) -> list[dg.RunRecord]:
+    """Records of ``job``'s runs covering any of ``keys``, newest first: the one-partition
+    runs by tag, the range runs among those whose range starts no later than the last key
+    (a RunsFilter cannot ask for "a range containing", but can for a list of starts)."""
+    if not keys:
+        return []
+    records = list(instance.get_run_records(dg.RunsFilter(
+        job_name=job, statuses=statuses, tags={PARTITION_TAG: sorted(set(keys))})))
+    starts = sorted({start for _, values in instance.get_run_tags(tag_keys=[RANGE_START_TAG])
+                     for start in values if start <= max(keys)})
+    if starts:
+        records += [r for r in instance.get_run_records(dg.RunsFilter(
+            job_name=job, statuses=statuses, tags={RANGE_START_TAG: starts}))
+            if any(covers(r.dagster_run, k) for k in keys)]
+    return sorted(records, key=lambda r: r.storage_id, reverse=True)
 
 
 def latest_run(instance: dg.DagsterInstance, job: str, partition: str,
@@ -174,9 +190,8 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 def _daily_records(instance: dg.DagsterInstance, statuses: list[dg.DagsterRunStatus],
                    fingerprints: dict[str, str]) -> list[dg.RunRecord]:
-    """Daily run records in these statuses that may cover one of the days."""
-    return [r for r in instance.get_run_records(dg.RunsFilter(job_name=DAILY_JOB, statuses=statuses))
-            if any(covers(r.dagster_run, day) for day in fingerprints)]
+    """Daily run records in these statuses covering one of the days."""
+    return _records_covering(instance, DAILY_JOB, list(fingerprints), statuses)
 
 
 def _dead(run: dg.DagsterRun) -> bool:

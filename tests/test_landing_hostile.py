@@ -259,3 +259,36 @@ def test_the_sensor_interval_comes_from_settings(monkeypatch):
     monkeypatch.setenv("SALESPIPE_SENSOR_INTERVAL", "soon")
     with pytest.raises(ValueError, match="SALESPIPE_SENSOR_INTERVAL"):
         Settings.from_env()
+
+
+def _finished_range_run(instance, start: str, end: str) -> dg.DagsterRun:
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    run = instance.add_run(dg.DagsterRun(job_name="daily_job", status=dg.DagsterRunStatus.NOT_STARTED, tags={
+        "dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}))
+    for kind in (DagsterEventType.PIPELINE_START, DagsterEventType.PIPELINE_SUCCESS):
+        instance.run_storage.handle_run_event(run.run_id, DagsterEvent(kind.value, "daily_job"))
+    return instance.get_run_by_id(run.run_id)
+
+
+def _week_after(instance, run: dg.DagsterRun):
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    from salespipe_assets.sensors import _week_request
+
+    return _week_request(dg.build_run_status_sensor_context(
+        sensor_name="week_after_day", dagster_instance=instance, dagster_run=run,
+        dagster_event=DagsterEvent(DagsterEventType.PIPELINE_SUCCESS.value, "daily_job")))
+
+
+def test_a_range_run_from_the_ui_is_followed_by_one_run_for_its_weeks(instance):
+    run = _finished_range_run(instance, "2024-01-12", "2024-01-22")  # three weeks
+    request = _week_after(instance, run)
+    assert isinstance(request, dg.RunRequest) and request.job_name == "weekly_job"
+    assert (request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"]) == ("2024-01-07", "2024-01-21")
+    # a build of the middle week waiting in the queue (in a range of its own) covers that week
+    instance.add_run(dg.DagsterRun(job_name="weekly_job", status=dg.DagsterRunStatus.NOT_STARTED, tags={
+        "dagster/asset_partition_range_start": "2024-01-14", "dagster/asset_partition_range_end": "2024-01-14"}))
+    first, last = _week_after(instance, run)
+    assert (first.partition_key, last.partition_key) == ("2024-01-07", "2024-01-21")
