@@ -25,7 +25,7 @@ PG_ENV = {
     "port": "DAGSTER_PG_PORT",
     "db_name": "DAGSTER_PG_DB",
     "username": "DAGSTER_PG_USERNAME",
-    "password": "DAGSTER_PG_PASSWORD",
+    "password": "DAGSTER_PG_PASSWORD",  # nosec B105  # the name of the variable, not a password
 }
 PG_DEFAULT_PORT = "5432"
 
