@@ -7,6 +7,7 @@ The expected values come from the independent DuckDB implementation of SPEC §2-
 
 import datetime as dt
 import gzip
+import hashlib
 import os
 
 import dagster as dg
@@ -88,18 +89,19 @@ def test_run_makes_one_daily_run_and_one_weekly_run(built):
 def test_every_day_has_its_own_materialization_and_check(built):
     instance, lake = built["instance"], built["lake"]
     ref = reference_counts(lake / "raw")
+    [daily] = _runs(instance, DAILY_JOB)
     for table in ("sales", "inventory"):
         key = dg.AssetKey(f"staged_{table}")
         for day in _days(START, DAYS):
             [record] = instance.fetch_materializations(
                 dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=10).records
+            assert record.run_id == daily.run_id  # every day from the one range run
             meta = _meta(record)
             name = f"{table}_{day}.csv.gz"
             assert meta["source_file"]["name"] == name
             assert (meta["rows_read"], meta["rows_accepted"], meta["rows_rejected"]) == (
                 ref[name]["read"], ref[name]["accepted"], ref[name]["rejected"])
-            assert meta["source_file"]["sha256"] == __import__("hashlib").sha256(
-                (lake / "raw" / name).read_bytes()).hexdigest()
+            assert meta["source_file"]["sha256"] == hashlib.sha256((lake / "raw" / name).read_bytes()).hexdigest()
         checks = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(key, "rows_reconcile"), limit=100)
         assert {c.partition: c.status.value for c in checks} == {d: "SUCCEEDED" for d in _days(START, DAYS)}
@@ -108,6 +110,7 @@ def test_every_day_has_its_own_materialization_and_check(built):
 def test_two_weeks_in_one_run_equal_two_single_week_runs(built):
     lake, instance, defs = built["lake"], built["instance"], built["defs"]
     expected = [tuple(r.values()) for r in reference_fact(lake / "raw").to_pylist()]
+    [weekly] = _runs(instance, WEEKLY_JOB)  # both weeks in one run
     together = _curated_fact(lake)
     assert len(together) == len(expected) and together == sorted(together)
     rows_by_week = {}
@@ -116,6 +119,7 @@ def test_two_weeks_in_one_run_equal_two_single_week_runs(built):
             dg.AssetRecordsFilter(asset_key=dg.AssetKey("weekly_sales_inventory"), asset_partitions=[week]),
             limit=10).records
         rows_by_week[week] = _meta(record)["dagster/row_count"]
+        assert record.run_id == weekly.run_id
     assert rows_by_week == {w: sum(1 for r in expected if str(r[0]) == w) for w in rows_by_week}
     weekly_job = defs.resolve_job_def(WEEKLY_JOB)
     for week in ("2024-01-07", "2024-01-14"):
