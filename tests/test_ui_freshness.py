@@ -1,7 +1,8 @@
-"""Two pages of the Dagster UI for issue 16, each on a webserver of its own (no Spark, no
-dev server): landed files that are overdue, and the aws environment's lineage with the
-Snowflake source export upstream of the raw files. Debian's headless Chromium through
-Playwright, as in tests/test_ui_browser.py; screenshots to docs/img/ for docs/tour.md.
+"""Pages of the Dagster UI for issue 16, each on a webserver of its own (no dev server):
+landed files that are overdue, the aws environment's lineage with the Snowflake source
+export upstream of the raw files, and a week stopped by a blocking check (run first on the
+test session's Spark). Debian's headless Chromium through Playwright, as in
+tests/test_ui_browser.py; screenshots to docs/img/ for docs/tour.md.
 
 Overdue: a day's files are registered two days ago (time frozen in this process), then
 Dagster's freshness daemon evaluates the code location as it is served (SALESPIPE_LANDING_DUE
@@ -144,3 +145,35 @@ def test_aws_lineage_shows_the_source_export_upstream_of_the_raw_files(tmp_path)
             node = next(d for n, d in names.items() if n.startswith(f"raw_{table}"))
             assert 0 <= node["y"] and node["y"] + node["h"] <= 1500, (table, node)
         shot(page, "lineage_aws.png")
+
+
+def test_a_blocked_week_shows_its_failed_check_and_why_in_the_ui(spark, tmp_path, monkeypatch):
+    """The week of tests/test_blocking_checks.py (a planted negative sale), run on an instance
+    the webserver then serves: the fact's checks tab shows non_negative_measures failed, and
+    the run shows the step failing on the blocking check, the warehouse step never started."""
+    from salespipe_assets.assets.fact import FACT_KEY
+    from salespipe_assets.definitions import build_definitions
+    from tests.test_blocking_checks import WEEK, _plant_negative_sale, _settings, _staged_week
+
+    env = _env(tmp_path, SALESPIPE_ENV="local")
+    monkeypatch.setenv("SUPERSET_URL", "")
+    _staged_week(spark, tmp_path / "lake")
+    _plant_negative_sale(tmp_path / "lake")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    job = build_definitions(_settings(tmp_path, tmp_path / "lake")).resolve_job_def("weekly_job")
+    with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        result = job.execute_in_process(partition_key=WEEK, instance=instance, raise_on_error=False)
+    assert not result.success
+
+    with _webserver(tmp_path, env) as server, _page(server) as page:
+        page.goto(f"{server.url}/runs/{result.run_id}")
+        page.get_by_text("blocking asset check failed", exact=False).first.wait_for()
+        page.get_by_text("non_negative_measures", exact=False).first.wait_for()
+        page.get_by_text("Not executing", exact=False).first.wait_for()
+        shot(page, "blocking_run.png")
+        page.goto(f"{server.url}/assets/{FACT_KEY.path[0]}?view=checks")
+        page.get_by_text("non_negative_measures", exact=True).first.wait_for()
+        page.get_by_text("blocking asset check", exact=False).first.wait_for()
+        page.get_by_text("rows_with_negative_measure", exact=True).first.wait_for()
+        shot(page, "blocking_check.png")
