@@ -7,8 +7,6 @@ staged manifests); no row passes through Dagster.
 """
 
 import base64
-import importlib
-import inspect
 from xml.sax.saxutils import escape  # nosec B406  # escapes text into an SVG we write; no XML is parsed
 
 import dagster as dg
@@ -136,12 +134,7 @@ def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark:
 
 def _build_weeks(context, spark: SparkRuntime, lake: Lake, weeks: list[str]) -> list[dict]:
     """``[{"result": ..., "failure": None | "<one line>"}]`` per week, in order."""
-    step = importlib.import_module("spark_steps.build_weekly_fact")
-    if "week_starts" in inspect.signature(step.run).parameters:
-        outcomes = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_starts=weeks)["outcomes"]
-    else:  # TODO(H): remove once build_weekly_fact takes week_starts=[...] (helper D)
-        outcomes = [{"result": spark.run_step(context, "build_weekly_fact", lake=lake.root, week_start=w),
-                     "failure": None} for w in weeks]
+    outcomes = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_starts=weeks)["outcomes"]
     for week, o in zip(weeks, outcomes):
         if not o["failure"] and not o["result"]["published"]:
             o["failure"] = f"week {week} has no staged sales or inventory to build from"
