@@ -285,3 +285,39 @@ def test_a_query_that_cannot_get_in_says_so_in_one_line(tmp_path):
     ok = salespipe("query", "--lake", str(lake), "--format", "json", "SELECT count(*) AS n FROM staged_sales",
                    home=tmp_path / "home")
     assert ok.returncode == 0 and json.loads(ok.stdout) == [{"n": 3}], ok.stdout + ok.stderr
+
+
+# -- points 4 and 10 at the step: what a failed step reduces to ----------------------------
+
+def test_a_failed_step_reduces_to_one_line_per_file_or_its_innermost_error():
+    """Real step failures on a real (ephemeral) instance: a description naming two files
+    gives two lines; an error no asset explained gives its innermost cause, not Dagster's
+    'Error occurred while executing op' wrapper."""
+    import csv
+
+    import dagster as dg
+
+    from salespipe_assets.runner import step_failure_lines, step_failure_message
+
+    files = ["raw/sales_2024-01-07.csv: wrong header", "raw/inventory_2024-01-07.csv: empty file: no header row"]
+
+    @dg.asset
+    def described():
+        raise dg.Failure(description="\n".join(files), allow_retries=False)
+
+    @dg.asset
+    def undescribed():
+        next(csv.reader(["store_key,pro\rd_key"]))  # what a stray CR in a header does to csv
+
+    try:
+        next(csv.reader(["store_key,pro\rd_key"]))
+        raise AssertionError("csv accepted a lone CR")
+    except csv.Error as exc:
+        innermost = f"_csv.Error: {exc}"
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([described, undescribed], instance=instance, raise_on_error=False)
+    failed = {e.step_key: e.event_specific_data for e in result.all_events
+              if e.event_type == dg.DagsterEventType.STEP_FAILURE}
+    assert step_failure_lines(failed["described"], "described") == files
+    assert step_failure_message(failed["described"]) == "; ".join(files)  # one line
+    assert step_failure_message(failed["undescribed"]) == innermost
