@@ -2,8 +2,9 @@
 
 The catalog (DuckDB file / Glue), the query engine (DuckDB / Athena), the warehouse
 (DuckDB file / Snowflake) and the Snowflake source export are retried with exponential
-backoff: a DuckDB file locked by another process (a `salespipe query`, Superset, a
-second run), API throttling, a dropped connection. Waits are about 1, 3 and 7 seconds
+backoff: a DuckDB file held by a process that does not take our lock (Superset, a DuckDB
+shell; our own runs and `salespipe query` wait on ``<file>.lock`` instead, see
+resources/query.py), API throttling, a dropped connection. Waits are about 1, 3 and 7 seconds
 (each ±1 s of jitter), then the step fails with the last error.
 
 Spark steps are never retried: a bad landed file fails the same way every time, and the
