@@ -273,42 +273,39 @@ def parse_records(recs: DataFrame, table: Table) -> DataFrame:
     """Every record's fields: ``_row_error`` and ``_row_detail`` for a record that is not
     a row (never-closed quote, wrong field count, line breaks outside quoted values), with
     ``_raw`` (its text) and null columns; else one string column per contract column
-    (null when empty). Keeps the other columns of ``recs``."""
+    (null when empty). Keeps the other columns of ``recs``. Written as SQL text: one call
+    builds the projection (see validate.sql_str)."""
     cols = table.column_names
     schema = ", ".join(f"`{c}` string" for c in [*cols, _CORRUPT])
     # Empty fields, quoted ("") or not, are null; "" inside quotes is a quote.
-    options = {"sep": ",", "quote": '"', "escape": '"', "mode": "PERMISSIVE",
-               "columnNameOfCorruptRecord": _CORRUPT}
-    fields = F.col("_f")
-    breaks = F.col("_lines") - 1
+    options = "map('sep', ',', 'quote', '\"', 'escape', '\"', 'mode', 'PERMISSIVE', " \
+              f"'columnNameOfCorruptRecord', '{_CORRUPT}')"
     # A multi-line record whose line breaks did not all land inside parsed values was
     # not one CSV record: no row may come out of it.
-    kept_breaks = sum((F.coalesce(quote_free_breaks(fields[c]), F.lit(0)) for c in cols), F.lit(0))
-    unbalanced = F.col("_open") | ((breaks > 0) & (kept_breaks != breaks))
-    wrong = fields[_CORRUPT].isNotNull()
-    error = F.when(unbalanced, F.lit(REASON_UNBALANCED_QUOTE)).when(wrong, F.lit(REASON_FIELD_COUNT))
+    kept = " + ".join(f"coalesce(length(_f.`{c}`) - length(replace(_f.`{c}`, char(10), '')), 0)" for c in cols)
+    unbalanced = f"(_open OR (_lines > 1 AND ({kept}) != _lines - 1))"
+    wrong = f"_f.`{_CORRUPT}` IS NOT NULL"
+    error = (f"CASE WHEN {unbalanced} THEN '{REASON_UNBALANCED_QUOTE}' "
+             f"WHEN {wrong} THEN '{REASON_FIELD_COUNT}' END")
     detail = (
-        F.when(F.col("_open"), F.concat(F.lit("a quote opened on this line is never closed ("),
-                                        F.col("_lines").cast("string"), F.lit(" lines to the end of the file): ")))
-        .when(unbalanced, F.concat(F.lit("quotes do not pair up over "), F.col("_lines").cast("string"),
-                                   F.lit(" lines: ")))
-        .when(wrong, F.lit(f"expected {len(cols)} fields, got: "))
+        "CASE WHEN _open THEN concat('a quote opened on this line is never closed (', cast(_lines AS string), "
+        "' lines to the end of the file): ', substring(value, 1, 200)) "
+        f"WHEN {unbalanced} THEN concat('quotes do not pair up over ', cast(_lines AS string), ' lines: ', "
+        "substring(value, 1, 200)) "
+        f"WHEN {wrong} THEN concat('expected {len(cols)} fields, got: ', substring(value, 1, 200)) END"
     )
-    others = [c for c in recs.columns if c not in ("value", "_open", "_lines")]
+    others = [f"`{c}`" for c in recs.columns if c not in ("value", "_open", "_lines")]
     return (
-        recs.select("*", F.from_csv("value", schema, options).alias("_f"))
-        .select(
+        recs.selectExpr("*", f"from_csv(value, '{schema}', {options}) AS _f")
+        .selectExpr("*", f"{error} AS _row_error")
+        .selectExpr(
             *others,
-            error.alias("_row_error"),
-            F.when(error.isNotNull(), F.concat(detail, F.substring("value", 1, 200))).alias("_row_detail"),
-            F.when(error.isNotNull(), F.col("value")).alias("_raw"),
-            *[F.when(error.isNull(), fields[c]).alias(c) for c in cols],
+            "_row_error",
+            f"CASE WHEN _row_error IS NOT NULL THEN {detail} END AS _row_detail",
+            "CASE WHEN _row_error IS NOT NULL THEN value END AS _raw",
+            *[f"CASE WHEN _row_error IS NULL THEN _f.`{c}` END AS `{c}`" for c in cols],
         )
     )
-
-
-def quote_free_breaks(value: Column) -> Column:
-    return F.length(value) - F.length(F.replace(value, F.lit("\n"), F.lit("")))
 
 
 def parse_lines(lines: DataFrame, table: Table, name: str, offsets: dict[int, int]) -> DataFrame:

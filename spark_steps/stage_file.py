@@ -97,7 +97,12 @@ def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "
     results = [{"table": table, "business_date": day, "source": src, "run_id": run_id} for src, day in pairs]
     failures: list[str | None] = [None] * len(pairs)
 
-    def fail(i: int, reason: str, line: int | None = None, quarantine: bool = True) -> None:
+    later: list[tuple[int, str, int | None]] = []
+
+    def fail(i: int, reason: str, line: int | None = None, quarantine: bool = True, now: bool = True) -> None:
+        if quarantine and not now:  # read by Spark: moved once the other files are written
+            later.append((i, reason, line))
+            return
         src = pairs[i][0]
         error = _quarantine(fs, src, reason, line, run_id) if quarantine else {"reason": reason}
         results[i]["error"] = error
@@ -114,8 +119,13 @@ def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "
             continue
         results[i]["source_file"] = {"name": src.rsplit("/", 1)[-1], "size": size, "sha256": fs.sha256(src)}
         readable.append(i)
-    if readable:
-        _stage_readable(spark, fs, spec, pairs, readable, results, fail)
+    try:
+        if readable:
+            _stage_readable(spark, fs, spec, pairs, readable, results,
+                            lambda i, reason, line=None: fail(i, reason, line, now=False))
+    finally:
+        for i, reason, line in later:
+            fail(i, reason, line)
     return [{"result": r, "failure": f} for r, f in zip(results, failures)]
 
 
@@ -130,7 +140,18 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     groups_df = None
     try:
-        checks = _checked_files(spec, lines, pairs, readable, inputs, fail)
+        try:
+            checks = _checked_files(spec, lines, pairs, readable, inputs, fail)
+        except _Unreadable as unreadable:
+            bad = _undecodable(spark, spec, readable, inputs)
+            if not bad:
+                raise unreadable.__cause__ from None
+            for i, err in bad.items():
+                fail(i, err.reason, err.line)
+            rest = [i for i in readable if i not in bad]
+            if rest:
+                _stage_readable(spark, fs, spec, pairs, rest, results, fail)
+            return
         if not checks:
             return
         numbered = with_line_numbers(lines, {path: (i, c) for i, (path, c) in checks.items()})
@@ -171,7 +192,7 @@ def _case(checks: dict, value) -> F.Column:
 
 def _checked_files(spec, lines, pairs, readable, inputs, fail) -> dict[int, tuple[str, FileCheck]]:
     """The facts pass: ``{file index: (spark path, check)}`` of the usable files; the
-    others are quarantined through ``fail``."""
+    others are quarantined through ``fail``. ``_Unreadable`` when a gzip codec failed."""
     try:
         groups = file_groups(lines, spec)
     except Exception as exc:  # the gzip codec's message says what is wrong
@@ -181,7 +202,7 @@ def _checked_files(spec, lines, pairs, readable, inputs, fail) -> dict[int, tupl
                 fail(readable[0], err.reason, err.line)
                 return {}
             raise
-        return _checked_one_by_one(spec, lines, pairs, readable, inputs, fail)
+        raise _Unreadable() from exc
     by_name: dict[str, list] = {}
     for g in groups:
         by_name.setdefault(spark_path_name(g["_path"]), []).append(g)
@@ -208,21 +229,22 @@ def _checked_files(spec, lines, pairs, readable, inputs, fail) -> dict[int, tupl
     return checks
 
 
-def _checked_one_by_one(spec, lines, pairs, readable, inputs, fail) -> dict:
-    """A codec error in a batch: find the bad gzip file(s) by checking each file alone."""
-    checks = {}
+class _Unreadable(Exception):
+    """Reading several files together failed in a codec: find the bad ones one by one."""
+
+
+def _undecodable(spark, spec, readable, inputs) -> dict[int, FileError]:
+    """The files among ``readable`` that cannot be decoded, each read on its own."""
+    bad = {}
     for i in readable:
-        one = lines.where(F.col("_path").endswith("/" + pairs[i][0].rsplit("/", 1)[-1]))
         try:
-            part = _checked_files(spec, one, pairs, [i], inputs, fail)
+            file_groups(read_lines(spark, inputs[i]), spec)
         except Exception as exc:
             err = decode_error(inputs[i], exc)
             if not isinstance(err, FileError):
                 raise
-            fail(i, err.reason, err.line)
-            continue
-        checks.update(part)
-    return checks
+            bad[i] = err
+    return bad
 
 
 def _rows_read(checks: dict, multiline: set[int], recs) -> dict[int, int]:

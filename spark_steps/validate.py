@@ -52,66 +52,74 @@ def _raw(name: str) -> Column:
     return F.col(f"`{name}`")
 
 
-def typed(name: str, type_name: str, plain: Column | None = None) -> Column:
-    """The value in its contract type, or null when empty or unparseable. Strict: Spark's
-    casts alone would accept '2024-1-5', ' 12', '1e3' or non-ASCII digits. ``plain`` (true
-    when the row's numeric fields hold only ASCII digits, signs and points) lets a number
-    skip its pattern: on those characters ``try_cast`` is exactly the strict rule."""
-    raw = _raw(name)
-    target = spark_type(type_name)
+# The projections are written as SQL text: one call builds a whole projection (in classic
+# PySpark every Column operation is a round trip to the JVM; a table's rules are hundreds).
+def sql_str(text: str) -> str:
+    """``text`` as a Spark SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+def typed_sql(name: str, type_name: str, plain: str | None = None) -> str:
+    """SQL for the value in its contract type, or null when empty or unparseable. Strict:
+    Spark's casts alone would accept '2024-1-5', ' 12', '1e3' or non-ASCII digits. ``plain``
+    (true when the row's numeric fields hold only ASCII digits, signs and points) lets a
+    number skip its pattern: on those characters ``try_cast`` is exactly the strict rule."""
+    raw, target = _q(name), spark_type(type_name).simpleString()
     if type_name == "string":
         return raw
     if type_name == "boolean":
-        low = F.lower(raw)
-        return F.when(low == "true", F.lit(True)).when(low == "false", F.lit(False))
+        return f"CASE lower({raw}) WHEN 'true' THEN true WHEN 'false' THEN false END"
     pattern = {"int": INT_PATTERN, "bigint": INT_PATTERN, "date": DATE_PATTERN}.get(type_name, DECIMAL_PATTERN)
-    strict = F.when(raw.rlike(pattern), raw.try_cast(target))
+    strict = f"CASE WHEN {raw} RLIKE {sql_str(pattern)} THEN try_cast({raw} AS {target}) END"
     if plain is None or type_name == "date":
-        return strict.cast(target)
-    return F.when(plain, raw.try_cast(target)).otherwise(strict).cast(target)
+        return strict
+    return f"CASE WHEN {plain} THEN try_cast({raw} AS {target}) ELSE {strict} END"
 
 
-def plain_numbers(table: Table) -> Column | None:
+def typed(name: str, type_name: str, plain: Column | None = None) -> Column:
+    """``typed_sql`` as a Column (no plain-row shortcut)."""
+    return F.expr(typed_sql(name, type_name)).cast(spark_type(type_name))
+
+
+def plain_numbers_sql(table: Table) -> str | None:
     """True when every int/bigint/decimal field of the row is empty or made of ASCII
     digits, '+', '-' and '.' only (one pattern per row instead of one per field)."""
     numeric = [c.name for c in table.columns if c.type not in ("string", "boolean", "date")]
     if not numeric:
         return None
-    return F.concat_ws("", *[_raw(n) for n in numeric]).rlike(r"^[0-9+.\-]*$")
+    return f"concat_ws('', {', '.join(_q(n) for n in numeric)}) RLIKE {sql_str(r'^[0-9+.-]*$')}"
 
 
 def _typed_name(name: str) -> str:
     return TYPED_PREFIX + name
 
 
-def _quoted(name: str) -> Column:
-    return F.concat(F.lit("'"), F.substring(_raw(name), 1, 80), F.lit("'"))
-
-
-def _rules(table: Table) -> list[tuple[Column, str, Column]]:
-    """(condition, reason code, detail) in priority order; a row gets the first that holds.
-    The record's own error (``_row_error``: never-closed quote, field count) comes first."""
-    rules: list[tuple[Column, str, Column]] = [(F.col("_row_error").isNotNull(), "", F.col("_row_detail"))]
+def _rules(table: Table) -> list[tuple[str, str, str]]:
+    """SQL (condition, reason code, detail) in priority order; a row gets the first that
+    holds. The record's own error (``_row_error``: never-closed quote, field count) first."""
+    t = lambda name: _q(_typed_name(name))  # noqa: E731
+    rules = [("_row_error IS NOT NULL", "_row_error", "_row_detail")]
     for c in table.columns:
         if c.type != "string":
-            rules.append((
-                _raw(c.name).isNotNull() & F.col(_typed_name(c.name)).isNull(),
-                REASON_TYPE,
-                F.concat(F.lit(f"{c.name}="), _quoted(c.name), F.lit(f" is not a valid {c.type}")),
-            ))
+            rules.append((f"{_q(c.name)} IS NOT NULL AND {t(c.name)} IS NULL", sql_str(REASON_TYPE),
+                          f"concat({sql_str(c.name + '=')}, '\\'', substring({_q(c.name)}, 1, 80), '\\'', "
+                          f"{sql_str(' is not a valid ' + c.type)})"))
     for name in table.required:
-        rules.append((_raw(name).isNull(), REASON_REQUIRED, F.lit(f"{name} is required but empty")))
+        rules.append((f"{_q(name)} IS NULL", sql_str(REASON_REQUIRED), sql_str(f"{name} is required but empty")))
     for name in table.non_negative:
-        rules.append((F.col(_typed_name(name)) < 0, REASON_NEGATIVE,
-                      F.concat(F.lit(f"{name}="), _raw(name), F.lit(" is negative"))))
+        rules.append((f"{t(name)} < 0", sql_str(REASON_NEGATIVE),
+                      f"concat({sql_str(name + '=')}, {_q(name)}, ' is negative')"))
     for name in table.flag_01:
-        rules.append((~F.col(_typed_name(name)).isin(0, 1), REASON_FLAG,
-                      F.concat(F.lit(f"{name}="), _raw(name), F.lit(" is not 0 or 1"))))
+        rules.append((f"NOT ({t(name)} IN (0, 1))", sql_str(REASON_FLAG),
+                      f"concat({sql_str(name + '=')}, {_q(name)}, ' is not 0 or 1')"))
     if table.business_date_column:
         name = table.business_date_column
-        rules.append((F.col(_typed_name(name)) != F.col("_day"), REASON_FILE_DATE,
-                      F.concat(F.lit(f"{name}="), _raw(name), F.lit(" is not the file's date "),
-                               F.col("_day").cast("string"))))
+        rules.append((f"{t(name)} != _day", sql_str(REASON_FILE_DATE),
+                      f"concat({sql_str(name + '=')}, {_q(name)}, ' is not the file\\'s date ', cast(_day AS string))"))
     return rules
 
 
@@ -120,15 +128,15 @@ def judged(parsed: DataFrame, table: Table) -> DataFrame:
     with every column typed (``__typed__<name>``) and the first failing rule's ``reason``
     and ``reason_detail`` (null when every rule but the duplicate one passes): one
     projection of built-ins."""
-    plain = plain_numbers(table)
-    df = parsed.select("*", *[typed(c.name, c.type, plain).alias(_typed_name(c.name)) for c in table.columns])
-    code: Column = F.lit(None).cast("string")
-    detail: Column = F.lit(None).cast("string")
-    for cond, reason, text in reversed(_rules(table)):
-        reason_col = F.col("_row_error") if reason == "" else F.lit(reason)
-        code = F.when(cond, reason_col).otherwise(code)
-        detail = F.when(cond, text).otherwise(detail)
-    return df.select("*", code.alias("reason"), detail.alias("reason_detail"))
+    plain = plain_numbers_sql(table)
+    if plain:
+        parsed = parsed.selectExpr("*", f"{plain} AS _plain")
+    df = parsed.selectExpr("*", *[f"{typed_sql(c.name, c.type, '_plain' if plain else None)} AS "
+                                  f"{_q(_typed_name(c.name))}" for c in table.columns])
+    rules = _rules(table)
+    code = "CASE " + " ".join(f"WHEN {cond} THEN {reason}" for cond, reason, _ in rules) + " END"
+    detail = "CASE " + " ".join(f"WHEN {cond} THEN {text}" for cond, _, text in rules) + " END"
+    return df.selectExpr("*", f"{code} AS reason", f"{detail} AS reason_detail")
 
 
 def _key_names(table: Table) -> list[str]:
@@ -182,26 +190,27 @@ def decided(rows: DataFrame, table: Table, groups: DataFrame | None, broadcast: 
 def accepted_rows(rows: DataFrame, table: Table) -> DataFrame:
     """The rows no rule rejects (from ``decided``), typed, in contract column names, with
     where they came from (and ``_fid`` for the caller)."""
-    return rows.where(F.col("reason").isNull()).select(
+    return rows.where("reason IS NULL").selectExpr(
         "_fid",
-        *[F.col(_typed_name(c.name)).alias(c.name) for c in table.columns],
-        F.col("_file").alias("source_file"),
-        F.col("_line").alias("source_line"),
+        *[f"{_q(_typed_name(c.name))} AS {_q(c.name)}" for c in table.columns],
+        "_file AS source_file",
+        "_line AS source_line",
     )
 
 
 def rejected_rows(rows: DataFrame, table: Table) -> DataFrame:
     """Rejected rows unchanged (every field as the string read), with where and why."""
-    detail = F.col("reason_detail")
+    detail = "reason_detail"
     if table.unique_key:
-        key_text = F.concat_ws(", ", *[F.concat(F.lit(f"{k}="), _raw(k)) for k in table.unique_key])
-        detail = F.coalesce(detail, F.concat(key_text, F.lit(" repeats line "), F.col("_first_line").cast("string")))
-    return rows.where(F.col("reason").isNotNull()).select(
+        key_text = ", ".join(f"concat({sql_str(k + '=')}, {_q(k)})" for k in table.unique_key)
+        detail = (f"coalesce(reason_detail, concat(concat_ws(', ', {key_text}), ' repeats line ', "
+                  "cast(_first_line AS string)))")
+    return rows.where("reason IS NOT NULL").selectExpr(
         "_fid",
-        F.col("_file").alias("source_file"),
-        F.col("_line").alias("line_number"),
+        "_file AS source_file",
+        "_line AS line_number",
         "reason",
-        detail.alias("reason_detail"),
-        F.col("_raw").alias("raw_line"),
-        *[_raw(c.name) for c in table.columns],
+        f"{detail} AS reason_detail",
+        "_raw AS raw_line",
+        *[_q(c.name) for c in table.columns],
     )

@@ -124,3 +124,16 @@ def test_the_cli_takes_a_files_list(tmp_path):
     files = [{"source": "raw/sales_2024-01-07.csv", "business_date": "2024-01-07"}]
     args = parser.parse_args(["--table", "sales", "--files", json.dumps(files)])
     assert json.loads(args.files) == files and args.source is None
+
+
+def test_a_truncated_gzip_among_good_files_is_quarantined_and_the_others_staged(spark, tmp_path):
+    good = (SALES.header + "\n" + sales_row(1, day=DAYS[0]) + "\n" + sales_row(2, day=DAYS[0]) + "\n").encode()
+    broken = gzip.compress((SALES.header + "\n" + "\n".join(sales_row(i, day=DAYS[1]) for i in range(50)) + "\n")
+                           .encode(), mtime=0)[:-20]
+    batch = [{"source": _land(tmp_path, f"sales_{DAYS[0]}.csv.gz", gzip.compress(good)), "business_date": DAYS[0]},
+             {"source": _land(tmp_path, f"sales_{DAYS[1]}.csv.gz", broken), "business_date": DAYS[1]}]
+    out = stage_file.run(spark, lake=str(tmp_path), table="sales", files=batch)["outcomes"]
+    assert out[0]["failure"] is None and out[0]["result"]["rows_accepted"] == 2
+    assert out[1]["failure"].startswith(f"raw/sales_{DAYS[1]}.csv.gz: truncated gzip")
+    assert (tmp_path / "quarantine" / f"sales_{DAYS[1]}.csv.gz").read_bytes() == broken
+    assert [r[-1] for r in _partition(tmp_path, "staged", "sales", DAYS[0], "source_line")] == [2, 3]
