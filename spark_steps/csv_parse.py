@@ -205,7 +205,7 @@ def root_cause(exc: Exception) -> str:
             while origin.getCause() is not None:
                 origin = origin.getCause()
             return origin.toString()
-        except Exception:  # a py4j object of a dead gateway
+        except Exception:  # nosec B110  # a py4j object of a dead gateway: fall back to the text below
             pass
     import re
 
