@@ -28,8 +28,6 @@ from salespipe_assets.tracking import (
     process_tags,
 )
 
-
-
 # The console gets these run events (all are stored in the instance). `salespipe` without
 # --debug sets CRITICAL: a failed step is summed up in its ERROR lines, not a stack trace.
 CONSOLE_LOG_LEVEL = "WARNING"
@@ -78,7 +76,7 @@ def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, partitions: li
             by_partition[mat.partition or keys[0]][mat.asset_key.to_user_string()] = {
                 k: v.value for k, v in mat.metadata.items()}
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            outcome.errors.extend(step_failure_lines(event.event_specific_data, event.step_key, {partition: outcome.metadata}))
+            outcome.errors.extend(step_failure_lines(event.event_specific_data, event.step_key, by_partition))
     for stat in instance.get_run_step_stats(result.run_id):
         if stat.start_time and stat.end_time:
             outcome.step_seconds[stat.step_key] = stat.end_time - stat.start_time
