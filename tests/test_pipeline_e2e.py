@@ -33,8 +33,9 @@ SCALE = 0.002
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, spark):
-    saved = {k: os.environ.get(k) for k in SECRET_VARIABLES}
+    saved = {k: os.environ.get(k) for k in [*SECRET_VARIABLES, "SALESPIPE_SETTLE_SECONDS"]}
     os.environ.update({k: CANARY for k in SECRET_VARIABLES})
+    os.environ["SALESPIPE_SETTLE_SECONDS"] = "0"  # the tests write files just before each run
     root = tmp_path_factory.mktemp("e2e")
     lake = root / "lake"
     generate(lake, START, DAYS, scale=SCALE, seed=7, progress=False)
