@@ -9,6 +9,8 @@ week is rebuilt when one of its days ran after the week's last successful build.
 from __future__ import annotations
 
 import datetime as dt
+import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -16,7 +18,7 @@ import dagster as dg
 from tqdm import tqdm
 
 from salespipe_assets.partitions import daily_partitions, week_of, weekly_partitions
-from salespipe_assets.resources.lake import Lake, printable
+from salespipe_assets.resources.lake import Lake, LandingScan, printable
 from salespipe_assets.tracking import (
     DAILY_JOB,
     TRIGGER_TAG,
@@ -174,9 +176,27 @@ def _unstaged_files(step_key: str, materialized: dict[str, dict[str, dict]]) -> 
     return files
 
 
+def _settled_scan(lake: Lake, progress: bool) -> LandingScan:
+    """The landing zone once its files have settled. ``salespipe run`` is a one-shot command,
+    often started right after the files were written (``make run`` generates them first): a
+    file that changed within the quiet period is waited for once, until the quiet period
+    since its last change is over, and the listing is taken again. A file still changing
+    then is reported, its day incomplete."""
+    files = lake.list_landed()
+    unsettled = [f for f in files if not f.settled]
+    if unsettled:
+        wait = max(f.modified for f in unsettled) + getattr(lake, "quiet_period", 0.0) - time.time()
+        if wait > 0:
+            if progress:
+                print(f"waiting {wait:.0f} s for {len(unsettled)} file(s) still being written", file=sys.stderr)
+            time.sleep(wait + 0.1)
+        files = lake.list_landed()
+    return lake.scan_landing(files)
+
+
 def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:
     summary = Summary()
-    scan = lake.scan_landing()
+    scan = _settled_scan(lake, progress)
     for rel, reason in scan.bad_names.items():
         target = lake.quarantine(rel, reason)
         summary.errors.append(f"{rel}: {reason} (moved to {target})")

@@ -24,7 +24,7 @@ import pytest
 
 from salespipe_assets.definitions import build_definitions
 from salespipe_assets.resources.lake import LocalLake
-from salespipe_assets.runner import run_lake
+from salespipe_assets.runner import _settled_scan, run_lake
 from salespipe_assets.sensors import build_landing_sensor, landing_requests, landing_sensor
 from salespipe_assets.settings import Settings
 from salespipe_assets.tracking import range_tags
@@ -120,12 +120,42 @@ def test_names_in_flight_are_never_listed(tmp_path):
 
 def test_salespipe_run_leaves_a_day_with_a_file_still_being_written_incomplete(tmp_path, instance):
     _land_day(tmp_path)
-    os.utime(tmp_path / "raw" / f"inventory_{DAY}.csv")  # written to a moment ago
-    lake = LocalLake(root=str(tmp_path), settle_seconds=30.0)
-    summary = run_lake(build_definitions(), instance, lake, progress=False)
+    growing = tmp_path / "raw" / f"inventory_{DAY}.csv"
+    stop = threading.Event()
+
+    def keep_writing():  # a writer that has not finished when the quiet period is over
+        while not stop.wait(0.2):
+            with growing.open("ab") as f:
+                f.write(b"")
+            os.utime(growing)
+
+    os.utime(growing)  # written to a moment ago, and still being written to
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    try:
+        lake = LocalLake(root=str(tmp_path), settle_seconds=1.5)
+        started = time.time()
+        summary = run_lake(build_definitions(), instance, lake, progress=False)
+    finally:
+        stop.set()
+        writer.join()
+    assert time.time() - started >= 1.5  # it waited the quiet period once, from the listing
     assert summary.days == [] and summary.weeks == []
     [problem] = summary.incomplete[DAY]
     assert problem.startswith(f"raw/inventory_{DAY}.csv is still being written")
+
+
+def test_salespipe_run_waits_for_files_written_just_before_it(tmp_path):
+    """`make run` generates the files and runs at once: a file that stops changing within
+    the quiet period is waited for (from its listed modification time), not left out."""
+    _land_day(tmp_path)
+    os.utime(tmp_path / "raw" / f"inventory_{DAY}.csv")  # written a moment ago, then left alone
+    lake = LocalLake(root=str(tmp_path), settle_seconds=1.5)
+    assert not all(f.settled for f in lake.list_landed())
+    started = time.time()
+    scan = _settled_scan(lake, progress=False)
+    assert 1.0 <= time.time() - started < 10
+    assert [d.day for d in scan.complete_days] == [DAY] and not scan.incomplete_days
 
 
 # -- 2. names and links in raw/ ---------------------------------------------------------
