@@ -14,7 +14,7 @@ from salespipe_assets.freshness import with_freshness
 from salespipe_assets.jobs import DAILY_ASSETS, WEEKLY_ASSETS, daily_job, weekly_job
 from salespipe_assets.partitions import Partitions, daily_partitions, partitions_for, weekly_partitions
 from salespipe_assets.resources import resources_for
-from salespipe_assets.sensors import sensors
+from salespipe_assets.sensors import build_sensors
 from salespipe_assets.settings import Settings
 
 
@@ -40,7 +40,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=with_partitions(with_freshness(assets, settings), partitions_for(settings)),
         jobs=jobs,
         schedules=schedules,
-        sensors=sensors,
+        sensors=build_sensors(settings),
         resources=resources_for(settings),
         # One process per run: every Spark asset of a run shares one SparkSession.
         executor=dg.in_process_executor,
