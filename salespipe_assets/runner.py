@@ -154,7 +154,10 @@ def step_failure_lines(data, step_key: str = "", materialized: dict[str, dict[st
         retried = f" (still failing after {message.removeprefix('Exceeded max_retries of').strip(' :')} retries)"
     while error.cause is not None:  # Dagster's wrappers name the step; the cause names the problem
         error = error.cause
-    first_line = next((line.strip() for line in error.message.splitlines() if line.strip()), error.cls_name or "")
+    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+    if (error.cls_name or "").endswith("AssetCheckFailedError"):  # the failed checks follow on later lines
+        lines = [" ".join(lines)]
+    first_line = next(iter(lines), error.cls_name or "")
     reason = printable(first_line) + retried
     files = _unstaged_files(step_key, materialized or {})
     return [f"{f}: not staged: {reason}" for f in files] or [reason]
@@ -196,6 +199,7 @@ def _settled_scan(lake: Lake, progress: bool) -> LandingScan:
 
 def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:
     summary = Summary()
+    fail_dead_runs(instance)  # a `salespipe run` killed earlier leaves its run STARTED: say it failed
     scan = _settled_scan(lake, progress)
     for rel, reason in scan.bad_names.items():
         target = lake.quarantine(rel, reason)

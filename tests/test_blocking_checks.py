@@ -24,6 +24,7 @@ from salespipe_assets.assets.dashboards import DASHBOARD_KEY
 from salespipe_assets.assets.fact import FACT_KEY
 from salespipe_assets.assets.warehouse import WAREHOUSE_FACT_KEY
 from salespipe_assets.definitions import build_definitions
+from salespipe_assets.runner import step_failure_lines
 from salespipe_assets.settings import Settings
 from spark_steps import stage_file
 from spark_steps.lakefs import DATA_FILE
@@ -90,6 +91,9 @@ def test_a_week_failing_a_blocking_fact_check_never_reaches_the_warehouse(spark,
         [failure] = _step_events(result, dg.DagsterEventType.STEP_FAILURE)
         message = failure.step_failure_data.error.message
         assert "blocking asset check failed" in message and "non_negative_measures" in message
+        # ... and `salespipe run` says so in one line that names the check
+        [line] = step_failure_lines(failure.step_failure_data, failure.step_key)
+        assert "blocking asset check failed" in line and "weekly_sales_inventory: non_negative_measures" in line
         started = {e.step_key for e in _step_events(result, dg.DagsterEventType.STEP_START)}
         assert started == {"weekly_sales_inventory"}
         logged = [e.user_message for e in instance.all_logs(result.run_id)]
