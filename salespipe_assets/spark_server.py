@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from spark_steps.java_home import ensure_java_home
+
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 REMOTE_ENV = "SALESPIPE_SPARK_REMOTE"  # sc://127.0.0.1:PORT: the runs use this server
 DEFAULT_DRIVER_MEMORY = "4g"
@@ -146,6 +148,7 @@ def launch(home: str | Path, master: str = "local[2]", port: int | None = None,
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     for var in ("SPARK_REMOTE", "SPARK_CONNECT_MODE_ENABLED", "SPARK_LOCAL_REMOTE"):
         env.pop(var, None)
+    ensure_java_home(env)  # the pip JDK when the machine has no Java 17/21
     with open(log, "ab") as out:
         proc = subprocess.Popen(command(master, port, driver_memory), env=env, stdin=subprocess.DEVNULL,  # nosec B603
                                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=_child_setup)

@@ -11,6 +11,7 @@ program with one ``ERROR`` line on stderr and exit status 1.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -38,6 +39,14 @@ SESSION_DEFAULTS = {
 }
 
 
+@functools.cache
+def _java_home_once() -> None:
+    """The pip JDK when the machine has no Java 17/21 (``java_home``), looked up once per process."""
+    from spark_steps.java_home import ensure_java_home
+
+    ensure_java_home()
+
+
 def spark_session(app_name: str = "salespipe", master: str | None = None, conf: dict | None = None,
                   remote: str | None = None):
     """A classic session (``master``), or with ``remote`` (sc://host:port) a new Spark Connect
@@ -51,6 +60,7 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
     os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
     # Python workers must run this interpreter (it has pyarrow), not whatever is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    _java_home_once()
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
