@@ -13,7 +13,7 @@ import dagster as dg
 
 from salespipe_assets.partitions import daily_partitions, week_of
 from salespipe_assets.resources.lake import Lake
-from salespipe_assets.runner import Summary, build_weeks, format_summary, run_days
+from salespipe_assets.runner import Summary, build_weeks, format_summary, run_days, settled_scan
 
 
 def days_between(start: dt.date, end: dt.date) -> list[str]:
@@ -28,7 +28,7 @@ def backfill_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake
     over the weeks those days belong to: one run per range of contiguous days (weeks), at
     most the assets' ``max_partitions_per_run`` each."""
     summary = Summary()
-    scan = lake.scan_landing()
+    scan = settled_scan(lake, progress)
     valid_days = set(daily_partitions.get_partition_keys())
     todo = []
     for day in days_between(start, end):

@@ -24,6 +24,7 @@ from salespipe_assets.tracking import (
     TRIGGER_TAG,
     WEEKLY_JOB,
     days_done,
+    fail_dead_runs,
     fingerprint_tags,
     latest_run,
     partition_tags,
@@ -179,7 +180,7 @@ def _unstaged_files(step_key: str, materialized: dict[str, dict[str, dict]]) -> 
     return files
 
 
-def _settled_scan(lake: Lake, progress: bool) -> LandingScan:
+def settled_scan(lake: Lake, progress: bool) -> LandingScan:
     """The landing zone once its files have settled. ``salespipe run`` is a one-shot command,
     often started right after the files were written (``make run`` generates them first): a
     file that changed within the quiet period is waited for once, until the quiet period
@@ -200,7 +201,7 @@ def _settled_scan(lake: Lake, progress: bool) -> LandingScan:
 def run_lake(defs: dg.Definitions, instance: dg.DagsterInstance, lake: Lake, progress: bool = True) -> Summary:
     summary = Summary()
     fail_dead_runs(instance)  # a `salespipe run` killed earlier leaves its run STARTED: say it failed
-    scan = _settled_scan(lake, progress)
+    scan = settled_scan(lake, progress)
     for rel, reason in scan.bad_names.items():
         target = lake.quarantine(rel, reason)
         summary.errors.append(f"{rel}: {reason} (moved to {target})")

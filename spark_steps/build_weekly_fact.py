@@ -72,6 +72,7 @@ def run(spark, lake: str, week_start: str | None = None, run_id: str = "",
     if (week_start is None) == (week_starts is None):
         raise ValueError("give week_start or week_starts, not both")
     if week_starts is None:
+        week_days(week_start)  # a bad argument is the caller's error (ValueError), not a failed week
         [outcome] = _run_weeks(spark, LakeFS(lake), [week_start], run_id, single=True)
         if outcome["failure"]:
             raise StepFailed(outcome["failure"], outcome["result"])

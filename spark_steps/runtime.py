@@ -51,8 +51,6 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
                   remote: str | None = None):
     """A classic session (``master``), or with ``remote`` (sc://host:port) a new Spark Connect
     session of its own on that server."""
-    from pyspark.sql import SparkSession
-
     if remote:
         return connect_session(remote, conf)
     # pyspark picks classic or Connect functions by this process-wide flag, which creating a
@@ -61,6 +59,19 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
     # Python workers must run this interpreter (it has pyarrow), not whatever is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     _java_home_once()
+    # SPARK_REMOTE (a Connect server named for the runs) would make the builder refuse a
+    # master, and getOrCreate a Connect session: this one is classic.
+    remote_env = os.environ.pop("SPARK_REMOTE", None)
+    try:
+        return _classic_builder(app_name, master, conf).getOrCreate()
+    finally:
+        if remote_env is not None:
+            os.environ["SPARK_REMOTE"] = remote_env
+
+
+def _classic_builder(app_name: str, master: str | None, conf: dict | None):
+    from pyspark.sql import SparkSession
+
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
@@ -76,12 +87,7 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
             settings.get("spark.driver.extraJavaOptions", ""))
     for key, value in settings.items():
         builder = builder.config(key, value)
-    remote_env = os.environ.pop("SPARK_REMOTE", None)  # would make getOrCreate a Connect session
-    try:
-        return builder.getOrCreate()
-    finally:
-        if remote_env is not None:
-            os.environ["SPARK_REMOTE"] = remote_env
+    return builder
 
 
 def connect_session(remote: str, conf: dict | None = None):

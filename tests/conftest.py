@@ -19,6 +19,9 @@ from tests.dev_server import dev_server, stop_session_server  # noqa: F401  (one
 # The dashboard asset refreshes Superset when one answers at SUPERSET_URL: never a
 # developer's running `make bi` from the tests (tests_bi/ start their own).
 os.environ["SUPERSET_URL"] = ""
+# The tests write landing files right before they run them: no quiet period for files still
+# being written, except where it is the subject (LocalLake(settle_seconds=...), the daemon test).
+os.environ.setdefault("SALESPIPE_SETTLE_SECONDS", "0")
 
 
 # The groups that take longest (minutes, setup included, on a 2-core machine), first:

@@ -24,7 +24,7 @@ import pytest
 
 from salespipe_assets.definitions import build_definitions
 from salespipe_assets.resources.lake import LocalLake
-from salespipe_assets.runner import _settled_scan, run_lake
+from salespipe_assets.runner import settled_scan, run_lake
 from salespipe_assets.sensors import build_landing_sensor, landing_requests, landing_sensor
 from salespipe_assets.settings import Settings
 from salespipe_assets.tracking import range_tags
@@ -153,7 +153,7 @@ def test_salespipe_run_waits_for_files_written_just_before_it(tmp_path):
     lake = LocalLake(root=str(tmp_path), settle_seconds=1.5)
     assert not all(f.settled for f in lake.list_landed())
     started = time.time()
-    scan = _settled_scan(lake, progress=False)
+    scan = settled_scan(lake, progress=False)
     assert 1.0 <= time.time() - started < 10
     assert [d.day for d in scan.complete_days] == [DAY] and not scan.incomplete_days
 
