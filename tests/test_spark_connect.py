@@ -230,8 +230,9 @@ def test_a_run_killed_mid_step_leaves_the_server_usable_for_the_next_run(dev, tm
     result = _stage_a_day(state.url, tmp_path / "lake")
     assert result.success
     assert result.output_for_node("staged_sales")["rows_read"] == 3
-    # the killed run's query was given up (detached timeout), not waited out
-    assert time.time() - started < 150
+    # the killed run's query was given up (20 s detached timeout), not waited out (Spark's
+    # default keeps it 5 minutes); generous for a busy 2-core machine
+    assert time.time() - started < 270
     assert spark_server.running_server(home).pid == state.pid  # the same server, never restarted
 
 

@@ -126,15 +126,16 @@ class SparkRuntime(LazyPySparkResource):
 def server_gone(exc: BaseException) -> bool:
     """The error says the Connect server cannot be reached or has lost this session."""
     import grpc
-    from pyspark.errors.exceptions.connect import SparkConnectGrpcException
+    from pyspark.errors import PySparkException
 
     if isinstance(exc, grpc.RpcError):
         return exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     text = str(exc)
     # unreachable, or reached again after a restart that lost the session or the operation
+    # (a restarted server answers a running fetch with RESPONSE_ALREADY_RECEIVED / SESSION_NOT_FOUND)
     markers = ("UNAVAILABLE", "Connection refused", "failed to connect to all addresses", "SESSION_NOT_FOUND",
                "SESSION_CHANGED", "OPERATION_NOT_FOUND", "Socket closed", "RetriesExceeded")
-    return (isinstance(exc, SparkConnectGrpcException) or type(exc).__name__ == "RetriesExceeded") and \
+    return (isinstance(exc, PySparkException) or type(exc).__name__ == "RetriesExceeded") and \
         any(m in text or m in type(exc).__name__ for m in markers)
 
 
