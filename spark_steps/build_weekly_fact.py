@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Mapping
 
 import pyarrow.parquet as pq
 from pyspark.sql import Observation
@@ -140,11 +139,15 @@ def _publish_week(fact, fs: LakeFS, week: str, plan: dict, run_id: str) -> dict:
         {"dataset": p, **{k: (fs.read_json(f"{p}/{MANIFEST}") or {}).get(k) for k in ("source_files", "run_id")}}
         for p in plan["sales"] + plan["inventory"]
     ]
-    counts = _AfterWrite(lambda: _counts(observed.get))
+    counts: dict = {}
+
+    def manifest_after_write() -> dict:  # the write's observed counts exist only once it is done
+        counts.update(_counts(observed.get))
+        return {"dataset": FACT_DATASET, "week_start": week, "row_count": counts["row_count"], "run_id": run_id,
+                "sources": sources, "totals": counts["totals"]}
+
     try:
-        manifest = publish(week_fact, fs, rel, _AfterWrite(lambda: {
-            "dataset": FACT_DATASET, "week_start": week, "row_count": counts["row_count"], "run_id": run_id,
-            "sources": sources, "totals": counts["totals"]}), sort_by=["store_key", "prod_key"])
+        manifest = publish(week_fact, fs, rel, manifest_after_write, sort_by=["store_key", "prod_key"])
     except LakeWriteError:
         raise
     except Exception as exc:
@@ -176,28 +179,6 @@ def _observation(df, name: str):
 def _counts(metrics: dict) -> dict:
     return {"row_count": int(metrics["_rows"]), "negative_rows": int(metrics["_negative_rows"]),
             "totals": {c: float(metrics.get(c) or 0) for c in TOTALS}}
-
-
-class _AfterWrite(Mapping):
-    """A mapping computed on first use: ``publish`` reads its manifest only after the
-    write, when the write's observed counts exist."""
-
-    def __init__(self, make):
-        self._make, self._doc = make, None
-
-    def _get(self) -> dict:
-        if self._doc is None:
-            self._doc = self._make()
-        return self._doc
-
-    def __getitem__(self, key):
-        return self._get()[key]
-
-    def __iter__(self):
-        return iter(self._get())
-
-    def __len__(self):
-        return len(self._get())
 
 
 def _read_back(fs: LakeFS, rel: str) -> tuple[int, list[dict]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -18,12 +19,13 @@ def publish(
     df: DataFrame,
     lake: LakeFS,
     final_rel: str,
-    manifest: dict,
+    manifest: dict | Callable[[], dict],
     sort_by: list[str],
 ) -> dict:
     """Write ``df`` as one sorted Parquet file, then publish it with its manifest
     (see ``LakeFS.publish``). One file, sorted: re-publishing the same rows gives the
-    same Parquet content.
+    same Parquet content. ``manifest`` may be a function, called after the write (for
+    counts the write itself observes).
 
     When Spark cannot write (the lake is full, unwritable, or a file stands where a
     directory should be), ``LakeWriteError`` says so in one line naming ``final_rel``;
@@ -41,7 +43,7 @@ def publish(
             raise
         raise LakeWriteError(lake.uri(final_rel), reason) from exc
     full = {
-        **manifest,
+        **(manifest() if callable(manifest) else manifest),
         "path": lake.uri(final_rel),
         "schema": schema_of(df),
         "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
