@@ -51,12 +51,10 @@ def _env(root, days: int):
 def built(tmp_path_factory, spark):
     """The five days, run once by `salespipe run`."""
     root = tmp_path_factory.mktemp("range")
-    os.environ["SALESPIPE_SETTLE_SECONDS"] = "0"
-    lake, settings, defs = _env(root, DAYS)
+    lake, settings, defs = _env(root, DAYS)  # no quiet period: conftest's SALESPIPE_SETTLE_SECONDS=0
     with dg.DagsterInstance.local_temp(str(root / "dagster_home")) as instance:
         summary = run_lake(defs, instance, defs.resources["lake"], progress=False)
         yield {"lake": lake, "settings": settings, "defs": defs, "instance": instance, "summary": summary}
-    os.environ.pop("SALESPIPE_SETTLE_SECONDS", None)
 
 
 def _runs(instance, job):
