@@ -16,7 +16,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from salespipe_assets.datagen import generate
 from salespipe_assets.definitions import build_definitions
 from salespipe_assets.runner import run_lake
 from salespipe_assets.settings import Settings
+from salespipe_assets.spark_server import terminate
 from tests.servers import _restore_signals, free_port
 
 START, DAYS = dt.date(2024, 1, 14), 1  # Sun 14: a day and its week
@@ -51,21 +51,6 @@ def _daemon(env: dict, action: str, cls: str, instance: int, *args: str) -> None
     # The daemons inherit the default signal handlers, so SIGTERM stops them.
     subprocess.run(["bash", str(SPARK_HOME / "sbin" / "spark-daemon.sh"), action, cls, str(instance), *args],
                    env=env, check=True, preexec_fn=_restore_signals, capture_output=True, timeout=120)
-
-
-def _stop_pid(pid: int, timeout: float = 30) -> None:
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 def _master_state(ui_port: int) -> dict:
@@ -107,7 +92,7 @@ def standalone_cluster(tmp_path_factory):
     finally:
         for pid_file in reversed(pid_files):
             if pid_file.exists():
-                _stop_pid(int(pid_file.read_text().strip()))
+                terminate(int(pid_file.read_text().strip()))
 
 
 def _landing(lake: Path) -> None:
