@@ -47,6 +47,9 @@ def add_arguments(parser) -> None:
     weeks = parser.add_mutually_exclusive_group(required=True)
     weeks.add_argument("--week-start", help="the week's Sunday, YYYY-MM-DD")
     weeks.add_argument("--week-starts", type=json.loads, help='several weeks in one pass: a JSON list of Sundays')
+    parser.add_argument("--staged", type=json.loads, default=None,
+                        help='the staged days to build from: {"sales": [dir, ...], "inventory": [...]} '
+                             '(default: every published day of the weeks)')
 
 
 def partition_path(week_start: str) -> str:
@@ -60,26 +63,32 @@ def week_days(week_start: str) -> list[str]:
     return [(sunday + dt.timedelta(days=i)).isoformat() for i in range(7)]
 
 
-def _staged_days(fs: LakeFS, table: str, days: list[str]) -> list[str]:
-    """Staged partitions of these days that were published (manifest present)."""
-    return [f"staged/{table}/business_date={d}" for d in days
-            if fs.exists(f"staged/{table}/business_date={d}/{MANIFEST}")]
+def _staged_days(fs: LakeFS, table: str, days: list[str], given: list[str] | None = None) -> list[str]:
+    """Staged partitions of these days that were published (manifest present), or of the
+    ``given`` ones (the datasets the caller's IO manager checked) those of these days."""
+    dirs = [f"staged/{table}/business_date={d}" for d in days]
+    if given is not None:
+        wanted = set(given)
+        return [d for d in dirs if d in wanted]
+    return [d for d in dirs if fs.exists(f"{d}/{MANIFEST}")]
 
 
 def run(spark, lake: str, week_start: str | None = None, run_id: str = "",
-        week_starts: list[str] | None = None, **_) -> dict:
+        week_starts: list[str] | None = None, staged: dict[str, list[str]] | None = None, **_) -> dict:
     if (week_start is None) == (week_starts is None):
         raise ValueError("give week_start or week_starts, not both")
     if week_starts is None:
         week_days(week_start)  # a bad argument is the caller's error (ValueError), not a failed week
-        [outcome] = _run_weeks(spark, LakeFS(lake), [week_start], run_id, single=True)
+        [outcome] = _run_weeks(spark, LakeFS(lake), [week_start], run_id, staged, single=True)
         if outcome["failure"]:
             raise StepFailed(outcome["failure"], outcome["result"])
         return outcome["result"]
-    return {"outcomes": _run_weeks(spark, LakeFS(lake), list(week_starts), run_id)}
+    return {"outcomes": _run_weeks(spark, LakeFS(lake), list(week_starts), run_id, staged)}
 
 
-def _run_weeks(spark, fs: LakeFS, weeks: list[str], run_id: str, single: bool = False) -> list[dict]:
+def _run_weeks(spark, fs: LakeFS, weeks: list[str], run_id: str, staged: dict[str, list[str]] | None = None,
+               single: bool = False) -> list[dict]:
+    staged = staged or {}
     outcomes: dict[str, dict] = {}
     plans: dict[str, dict] = {}
     for week in dict.fromkeys(weeks):  # a week asked twice is built once
@@ -89,7 +98,8 @@ def _run_weeks(spark, fs: LakeFS, weeks: list[str], run_id: str, single: bool = 
             outcomes[week] = {"result": {"week_start": week, "run_id": run_id, "published": False},
                               "failure": str(exc)}
             continue
-        sales, inventory = _staged_days(fs, "sales", days), _staged_days(fs, "inventory", days)
+        sales = _staged_days(fs, "sales", days, staged.get("sales"))
+        inventory = _staged_days(fs, "inventory", days, staged.get("inventory"))
         result = {"week_start": week, "run_id": run_id, "path": fs.uri(partition_path(week)),
                   "days_with_sales": len(sales), "days_with_inventory": len(inventory)}
         if not sales and not inventory:
