@@ -294,8 +294,19 @@ def spark(action: str, master: str, driver_memory: str) -> None:
               help="Keep the measurements of OUT/results.json that --only does not re-run (each says when it was measured).")
 def bench(scale: float, history: str, history_scale: float | None, only: str, out: str | None, work: str | None,
           repeat: int, latency_runs: int, sensor_interval: int | None, merge: bool) -> None:
-    """Measure the pipeline against its targets; write OUT/results.json and a plot (docs/benchmarks.md)."""
-    from salespipe_assets.bench import MEASUREMENTS, PLOT, RESULTS, BenchOptions, run_bench
+    """Measure the pipeline against its targets; write OUT/results.json and a plot (docs/benchmarks.md).
+
+    Needs the bench extra: pip install -e '.[bench]'."""
+    try:  # the bench is a package of its own; pillow checked now, not after an hour of measuring
+        import PIL  # noqa: F401  # the plot
+
+        from salespipe_bench import MEASUREMENTS, PLOT, RESULTS, BenchOptions, run_bench
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("PIL", "salespipe_bench"):
+            raise  # something else is broken: not a missing extra
+        raise click.ClickException(
+            f"salespipe bench needs the 'bench' extra ({exc.name or exc} is not installed): "
+            "install salespipe[bench], e.g. pip install -e '.[bench]'") from None
 
     try:
         weeks = sorted({int(w) for w in history.split(",") if w.strip()})

@@ -20,7 +20,7 @@ _CDS_QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off -Xshare:auto"
 # alone a demo day's staging took 18 s instead of 28 s in a fresh JVM and its week 7-9 s
 # instead of 11 s, while one day at scale 1 took the same time (58.8 s against 58.5 s).
 # A TieredStopAtLevel or TieredCompilation in the configured options wins.
-# Re-measured for issue 13 (salespipe_assets/bench/jit_ab.py: fresh JVMs, CDS archive on,
+# Re-measured for issue 13 (salespipe_bench/jit_ab.py: fresh JVMs, CDS archive on,
 # variants interleaved): C1 alone was not slower at either scale - a demo day's five files
 # staged + its week 19.4 s against 22.3 s with tiered C1+C2, one scale-1 sales file staged
 # 31.1 s against 34.1 s (the quietest round; every round ranked them alike), and delaying

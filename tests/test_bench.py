@@ -1,5 +1,7 @@
 """``salespipe bench`` end to end at a tiny scale: results.json describes the machine and
-has each requested measurement with its numbers and a ``met`` flag; the plot is a PNG."""
+has each requested measurement with its numbers and a ``met`` flag; the plot is a PNG.
+Fast: without the ``bench`` extra the command says how to install it, and the product
+(definitions, command line) never imports the bench package."""
 
 from __future__ import annotations
 
@@ -30,6 +32,42 @@ def _bench(tmp_path, *args: str) -> dict:
     with Image.open(out / "results.png") as img:
         img.verify()
     return json.loads((out / "results.json").read_text())
+
+
+def _salespipe_without(module: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """The ``salespipe`` command in a fresh interpreter where ``module`` cannot be imported
+    (what an install without the ``bench`` extra looks like to it)."""
+    code = (f"import sys; sys.modules[{module!r}] = None; sys.argv = ['salespipe', *sys.argv[1:]]; "
+            "from salespipe_assets.cli import main; main()")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPIPE_")}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          env={**env, "DAGSTER_HOME": str(tmp_path / "home")}, timeout=120)
+
+
+@pytest.mark.parametrize("missing", ["PIL", "salespipe_bench"])
+def test_bench_without_its_extra_says_how_to_install_it(tmp_path, missing):
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = _salespipe_without(missing, tmp_path, "bench", "--scale", "0.002", "--out", str(out), "--work", str(work))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "salespipe[bench]" in lines[0] and "pip install -e '.[bench]'" in lines[0], lines[0]
+    assert missing in lines[0]
+    assert not out.exists() and not work.exists()  # stopped before measuring anything
+    # --help still works without the extra
+    helped = _salespipe_without(missing, tmp_path, "bench", "--help")
+    assert helped.returncode == 0 and "--only" in helped.stdout, helped.stderr
+
+
+def test_the_product_never_imports_the_bench(tmp_path):
+    """The code location and the command line load without salespipe_bench (nor pillow)."""
+    code = ("import sys, salespipe_assets.definitions, salespipe_assets.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('salespipe_bench', 'PIL')))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESPIPE_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          env={**env, "DAGSTER_HOME": str(tmp_path / "home")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
 
 
 @pytest.mark.heavy  # a week of eight runs: `make test-heavy`

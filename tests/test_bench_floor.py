@@ -8,10 +8,10 @@ import datetime as dt
 
 import duckdb
 
-from salespipe_assets.bench import catchup
-from salespipe_assets.bench.context import BenchOptions
-from salespipe_assets.bench.worker import spark_floor
 from salespipe_assets.datagen import generate
+from salespipe_bench import catchup
+from salespipe_bench.context import BenchOptions
+from salespipe_bench.worker import spark_floor
 
 
 def test_the_floor_reads_every_raw_file_typed_and_writes_parquet(spark, tmp_path):

@@ -1,7 +1,7 @@
 """``salespipe bench --merge``: re-running one measurement keeps the others, each saying
 when and at which commit it was measured (the full bench takes hours; see test_bench.py)."""
 
-from salespipe_assets.bench import _merge_previous
+from salespipe_bench import _merge_previous
 
 
 def test_merge_keeps_what_is_not_rerun_and_dates_it():

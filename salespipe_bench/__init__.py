@@ -17,8 +17,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from salespipe_assets.bench.context import MEASUREMENTS, BenchContext, BenchOptions
-from salespipe_assets.bench.machine import describe, load_average
+from salespipe_bench.context import MEASUREMENTS, BenchContext, BenchOptions
+from salespipe_bench.machine import describe, load_average
 
 __all__ = ["BenchOptions", "MEASUREMENTS", "run_bench", "RESULTS", "PLOT"]
 
@@ -64,7 +64,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
         started = time.perf_counter()
         load_before = load_average()
         try:
-            module = importlib.import_module(f"salespipe_assets.bench.{name}")
+            module = importlib.import_module(f"salespipe_bench.{name}")
             result = module.measure(ctx)
         except Exception as exc:  # one measurement failing does not lose the others
             result = {"met": False, "error": f"{type(exc).__name__}: {exc}",
@@ -80,7 +80,7 @@ def run_bench(options: BenchOptions, echo: Callable[[str], None] = print) -> dic
     results["machine"]["load_average_at_end"] = load_average()
     results["bench_seconds"] = round(time.perf_counter() - t0, 1)
     _write(out, results)
-    from salespipe_assets.bench.plot import plot
+    from salespipe_bench.plot import plot
 
     plot(results, out / PLOT)
     return results

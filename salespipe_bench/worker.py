@@ -1,7 +1,7 @@
 """The pipeline in a process of its own, for the benchmark: ``run_lake`` on a fresh Dagster
 instance, the way ``salespipe run`` does it, with timings written as JSON.
 
-    python -m salespipe_assets.bench.worker --lake DIR --home DAGSTER_HOME --out result.json \
+    python -m salespipe_bench.worker --lake DIR --home DAGSTER_HOME --out result.json \
         [--event-log DIR]
 
 A separate process so that its memory (this Python process against the Spark JVM below

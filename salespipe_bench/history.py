@@ -34,7 +34,7 @@ import shutil
 import time
 from pathlib import Path
 
-from salespipe_assets.bench.context import BenchContext
+from salespipe_bench.context import BenchContext
 from salespipe_assets.settings import DEFAULT_PARTITION_START, PROJECT_ROOT
 
 HISTORY_START = dt.date(2023, 1, 1)  # a Sunday

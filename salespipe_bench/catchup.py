@@ -17,8 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from salespipe_assets.bench.context import WEEK_START, BenchContext, scale_tag
-from salespipe_assets.bench.machine import load_average
+from salespipe_bench.context import WEEK_START, BenchContext, scale_tag
+from salespipe_bench.machine import load_average
 
 TARGET_DEMO_SECONDS = 60.0  # issue 14: 28 demo days -> warehouse
 TARGET_SECONDS_PER_DAY = 1.5  # issue 14, at scale 0.01

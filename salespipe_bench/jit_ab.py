@@ -6,7 +6,7 @@ and builds its week; ``scale1`` stages one scale-1 sales file. Variants are run
 interleaved (A, B, C, A, B, C, ...) so that the load of a shared machine falls on
 every variant alike; medians are reported.
 
-    python -m salespipe_assets.bench.jit_ab --demo DIR --scale1 DIR --repeat 3 --out ab.json
+    python -m salespipe_bench.jit_ab --demo DIR --scale1 DIR --repeat 3 --out ab.json
 
 DIR holds ``raw/`` as ``salespipe generate`` writes it (one day).
 """
@@ -79,7 +79,7 @@ def run_ab(dirs: dict[str, str], repeat: int, variants: dict[str, str]) -> dict:
             for name, options in variants.items():
                 t0 = time.perf_counter()
                 out = subprocess.run(  # nosec B603  # this interpreter, fixed arguments
-                    [sys.executable, "-m", "salespipe_assets.bench.jit_ab", "--child", workload, upstream, options],
+                    [sys.executable, "-m", "salespipe_bench.jit_ab", "--child", workload, upstream, options],
                     capture_output=True, text=True, check=False)
                 if out.returncode != 0:
                     raise RuntimeError(f"{workload}/{name}: {out.stderr[-2000:]}")

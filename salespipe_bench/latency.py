@@ -20,8 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from salespipe_assets.bench.context import BenchContext
-from salespipe_assets.bench.procs import free_port, start, stop, wait_http
+from salespipe_bench.context import BenchContext
+from salespipe_bench.procs import free_port, start, stop, wait_http
 from salespipe_assets.settings import PROJECT_ROOT
 
 TARGET_SECONDS = 30.0

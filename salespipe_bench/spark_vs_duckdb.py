@@ -21,9 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from salespipe_assets.bench.context import WEEK_START, BenchContext
-from salespipe_assets.bench.machine import load_average
-from salespipe_assets.bench.sparkprofile import stage_profile
+from salespipe_bench.context import WEEK_START, BenchContext
+from salespipe_bench.machine import load_average
+from salespipe_bench.sparkprofile import stage_profile
 from spark_steps.fact import FACT_SCHEMA
 
 TARGET_RATIO = 2.0

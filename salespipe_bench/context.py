@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from salespipe_assets.bench.machine import load_average
-from salespipe_assets.bench.procs import MemorySampler
+from salespipe_bench.machine import load_average
+from salespipe_bench.procs import MemorySampler
 from salespipe_assets.settings import PROJECT_ROOT
 
 MEASUREMENTS = ("spark_vs_duckdb", "history", "latency", "memory", "catchup")
@@ -142,7 +142,7 @@ class BenchContext:
         self.link_raw(upstream, root / "lake")
         out = root / "result.json"
         self.echo(f"  plain Spark (typed CSV read -> Parquet) on the same week at scale {scale:g}")
-        cmd = [sys.executable, "-m", "salespipe_assets.bench.worker", "--floor", "--lake", str(root / "lake"),
+        cmd = [sys.executable, "-m", "salespipe_bench.worker", "--floor", "--lake", str(root / "lake"),
                "--home", str(root / "dagster_home"), "--out", str(out)]
         env = {k: v for k, v in os.environ.items() if k not in ("SALESPIPE_SPARK_MASTER", "SALESPIPE_ENV")}
         load_start = load_average()
@@ -163,7 +163,7 @@ class BenchContext:
         lake = root / "lake"
         self.link_raw(upstream, lake)
         out = root / "result.json"
-        cmd = [sys.executable, "-m", "salespipe_assets.bench.worker", "--lake", str(lake),
+        cmd = [sys.executable, "-m", "salespipe_bench.worker", "--lake", str(lake),
                "--home", str(root / "dagster_home"), "--out", str(out), "--event-log", str(root / "spark-events")]
         env = {**os.environ, "SALESPIPE_WAREHOUSE": str(root / "warehouse.duckdb"),
                "SALESPIPE_CATALOG": str(root / "catalog.duckdb")}

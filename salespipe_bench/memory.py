@@ -15,7 +15,7 @@ orchestrator - means the orchestrator's peak must not grow with the data.
 
 from __future__ import annotations
 
-from salespipe_assets.bench.context import BenchContext
+from salespipe_bench.context import BenchContext
 
 TARGET_GROWTH = 0.20
 
