@@ -6,7 +6,7 @@ from salespipe_assets.assets.fact import FACT_KEY
 from salespipe_assets.assets.ranges import DAILY_POLICY, WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.staging import staged_key
 from salespipe_assets.partitions import daily_partitions, weekly_partitions
-from salespipe_assets.resources import Catalog, Lake, QueryEngine
+from salespipe_assets.resources import Catalog, Lake, LakeDataset, QueryEngine
 from salespipe_assets.resources.catalog import DAILY_CATALOG_TABLES, FACT_TABLE
 from salespipe_assets.retries import SERVICE_RETRY_POLICY
 from salespipe_assets.sql import date_literal, identifier
@@ -28,7 +28,7 @@ def _catalog_table(table: str) -> str:
     key=CATALOG_FACT_KEY,
     group_name="catalog",
     partitions_def=weekly_partitions,
-    deps=[FACT_KEY],
+    ins={"weekly_sales_inventory": dg.AssetIn(FACT_KEY)},  # {week: LakeDataset}, from the lake IO manager
     kinds={"sql"},
     description="The fact as a catalog table over its Parquet partitions; each week a partition.",
     retry_policy=SERVICE_RETRY_POLICY,
@@ -41,11 +41,17 @@ def _catalog_table(table: str) -> str:
     ],
 )
 def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, catalog: Catalog,
-                                   query: QueryEngine):
-    """Registers each week of the run, then checks it through the environment's query
-    engine (DuckDB locally, Athena in AWS) with SQL both accept: one check definition."""
-    results = {week: _register_and_check(lake, catalog, query, week) for week in context.partition_keys}
-    yield from materialize(context, CATALOG_FACT_KEY, {week: visible for week, (visible, _) in results.items()})
+                                   query: QueryEngine, weekly_sales_inventory: dict[str, LakeDataset]):
+    """Registers each published week of the run, then checks it through the environment's
+    query engine (DuckDB locally, Athena in AWS) with SQL both accept: one check definition.
+    A week without a published fact partition gets no materialization and fails the step
+    after the others."""
+    results = {week: _register_and_check(lake, catalog, query, week) for week in context.partition_keys
+               if week in weekly_sales_inventory}
+    yield from materialize(context, CATALOG_FACT_KEY, {
+        week: {**visible, "path": dg.MetadataValue.path(weekly_sales_inventory[week].uri),
+               "curated_rows": weekly_sales_inventory[week].row_count}
+        for week, (visible, _) in results.items()})
     for week, (_, (rows, keys, negatives)) in results.items():
         yield check_evaluation(context, CATALOG_FACT_KEY, "unique_keys", week, passed=rows == keys,
                                metadata={"rows": rows, "distinct_keys": keys})
@@ -53,6 +59,10 @@ def catalog_weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake
                                metadata={"rows_with_negative_measure": negatives})
     yield from check_outputs(context, [dg.AssetCheckKey(CATALOG_FACT_KEY, n)
                                        for n in ("unique_keys", "non_negative_measures")])
+    missing = [w for w in context.partition_keys if w not in weekly_sales_inventory]
+    if missing:
+        raise dg.Failure("\n".join(f"week {w} has no published fact partition to register" for w in missing),
+                         allow_retries=False)
 
 
 def _register_and_check(lake: Lake, catalog: Catalog, query: QueryEngine, partition: str) -> tuple[dict, tuple]:

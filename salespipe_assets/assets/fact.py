@@ -14,7 +14,8 @@ import dagster as dg
 from salespipe_assets.assets.ranges import WEEKLY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.assets.staging import staged_key, table_schema
 from salespipe_assets.partitions import weekly_partitions
-from salespipe_assets.resources import Lake, SparkRuntime
+from salespipe_assets.resources import Lake, LakeDataset, SparkRuntime
+from salespipe_assets.resources.io_manager import LAKE_IO
 from spark_steps.build_weekly_fact import FACT_DATASET, partition_path, week_days
 from spark_steps.contract import DAILY_TABLES
 
@@ -76,12 +77,11 @@ def _weekly_totals(lake: Lake, week: str) -> list[tuple[str, float]]:
     return totals
 
 
-def _staged_rows(lake: Lake, week: str) -> dict[str, int]:
+def _staged_rows(staged: dict[str, dict[str, LakeDataset]], week: str) -> dict[str, int]:
     """Rows accepted and rejected by the staging of the week's days, from their manifests."""
     out: dict[str, int] = {}
     for table in DAILY_TABLES:
-        manifests = [m for d in week_days(week)
-                     if (m := lake.read_manifest(f"staged/{table}/business_date={d}")) is not None]
+        manifests = [staged[table][d].manifest for d in week_days(week) if d in staged[table]]
         out[f"{table}_rows_accepted"] = sum(m["rows_accepted"] for m in manifests)
         out[f"{table}_rows_rejected"] = sum(m["rows_rejected"] for m in manifests)
     return out
@@ -96,7 +96,9 @@ def _chart_markdown(totals: list[tuple[str, float]], week: str) -> str:
     key=FACT_KEY,
     group_name="sales_inventory",
     partitions_def=weekly_partitions,
-    deps=[staged_key("sales"), staged_key("inventory")],
+    # The week's staged days, as the lake IO manager checked them: {day: LakeDataset}.
+    ins={f"staged_{t}": dg.AssetIn(staged_key(t)) for t in DAILY_TABLES},
+    io_manager_key=LAKE_IO,
     kinds={"spark", "parquet"},
     description=(
         "One row per (week_start, store_key, prod_key) with the 13 metrics of SPEC §3, "
@@ -113,14 +115,17 @@ def _chart_markdown(totals: list[tuple[str, float]], week: str) -> str:
     ],
     backfill_policy=WEEKLY_POLICY,
 )
-def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime):
-    """Every week of the run in one step (one Spark application); each week its own
-    partition, metadata and check results. A week with nothing staged gets no
-    materialization and fails the step after the others."""
-    outcomes = _build_weeks(context, spark, lake, context.partition_keys)
+def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime,
+                           staged_sales: dict[str, LakeDataset], staged_inventory: dict[str, LakeDataset]):
+    """Every week of the run in one step (one Spark application) from the staged days it
+    was given; each week its own partition, metadata and check results. A week with
+    nothing staged gets no materialization and fails the step after the others."""
+    staged = {"sales": staged_sales, "inventory": staged_inventory}
+    outcomes = _build_weeks(context, spark, lake, context.partition_keys, staged)
     built = {o["result"]["week_start"]: o["result"] for o in outcomes if not o["failure"]}
     failures = [o["failure"] for o in outcomes if o["failure"]]
-    yield from materialize(context, FACT_KEY, {week: _metadata(lake, week, r) for week, r in built.items()})
+    yield from materialize(context, FACT_KEY, {week: _metadata(lake, week, r, staged) for week, r in built.items()},
+                           reports=built)
     for week, r in built.items():
         yield check_evaluation(context, FACT_KEY, "unique_keys", week, passed=r["row_count"] == r["distinct_keys"],
                                metadata={"rows": r["row_count"], "distinct_keys": r["distinct_keys"]})
@@ -132,22 +137,24 @@ def weekly_sales_inventory(context: dg.AssetExecutionContext, lake: Lake, spark:
         raise dg.Failure("\n".join(failures), allow_retries=False)
 
 
-def _build_weeks(context, spark: SparkRuntime, lake: Lake, weeks: list[str]) -> list[dict]:
+def _build_weeks(context, spark: SparkRuntime, lake: Lake, weeks: list[str],
+                 staged: dict[str, dict[str, LakeDataset]]) -> list[dict]:
     """``[{"result": ..., "failure": None | "<one line>"}]`` per week, in order."""
-    outcomes = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_starts=weeks)["outcomes"]
+    outcomes = spark.run_step(context, "build_weekly_fact", lake=lake.root, week_starts=weeks,
+                              staged={t: [d.rel for d in days.values()] for t, days in staged.items()})["outcomes"]
     for week, o in zip(weeks, outcomes):
         if not o["failure"] and not o["result"]["published"]:
             o["failure"] = f"week {week} has no staged sales or inventory to build from"
     return outcomes
 
 
-def _metadata(lake: Lake, week: str, r: dict) -> dict:
+def _metadata(lake: Lake, week: str, r: dict, staged: dict[str, dict[str, LakeDataset]]) -> dict:
     return {
         "dagster/row_count": r["row_count"],
         "path": dg.MetadataValue.path(r["path"]),
         "days_with_sales": r["days_with_sales"],
         "days_with_inventory": r["days_with_inventory"],
-        **_staged_rows(lake, week),
+        **_staged_rows(staged, week),
         "dagster/column_schema": table_schema(r["schema"]),
         "week_totals": dg.MetadataValue.json(r["totals"]),
         "weekly_totals_chart": dg.MetadataValue.md(_chart_markdown(_weekly_totals(lake, week), week)),

@@ -46,13 +46,21 @@ DAILY_POLICY, WEEKLY_POLICY = backfill_policies(Settings.from_env())
 
 
 def materialize(context: dg.AssetExecutionContext, key: dg.AssetKey, by_partition: Mapping[str, dict],
-                data_version: dg.DataVersion | None = None) -> Iterator:
+                data_version: dg.DataVersion | None = None, reports: Mapping[str, dict] | None = None) -> Iterator:
     """The materializations of ``key``: one per partition in ``by_partition`` (its metadata).
-    A partition of the run left out of ``by_partition`` gets no materialization."""
+    A partition of the run left out of ``by_partition`` gets no materialization.
+
+    ``reports`` (the step's report per partition) is the output of an asset stored by the
+    lake IO manager, which checks each partition against its manifest. When some partitions
+    failed there is no output (an output covers the whole range): the good ones are
+    reported one by one and the step fails after them."""
     if set(by_partition) >= set(context.partition_keys):
         for partition, metadata in by_partition.items():
             context.add_asset_metadata(metadata, asset_key=key, partition_key=partition)
-        yield dg.MaterializeResult(asset_key=key, data_version=data_version)
+        if reports is None:
+            yield dg.MaterializeResult(asset_key=key, data_version=data_version)
+        else:
+            yield dg.MaterializeResult(asset_key=key, data_version=data_version, value=dict(reports))
     else:
         for partition, metadata in by_partition.items():
             yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata=metadata)

@@ -19,6 +19,7 @@ from salespipe_assets.assets.landing import raw_key
 from salespipe_assets.assets.ranges import DAILY_POLICY, check_evaluation, check_outputs, materialize
 from salespipe_assets.partitions import daily_partitions
 from salespipe_assets.resources import Lake, QueryEngine, SparkRuntime
+from salespipe_assets.resources.io_manager import LAKE_IO
 from salespipe_assets.resources.lake import DayFiles
 from spark_steps.contract import CONTRACT, DAILY_TABLES, TABLES
 
@@ -50,7 +51,7 @@ def _spec(table: str) -> dg.AssetSpec:
         description=_description(table),
         kinds={"spark", "parquet"},
         skippable=True,
-    )
+    ).with_io_manager_key(LAKE_IO)  # the published dataset, checked against its manifest
 
 
 @dg.multi_asset(
@@ -104,7 +105,8 @@ def _stage_table(context, spark: SparkRuntime, lake: Lake, table: str, files: li
 
 def _materializations(context: dg.AssetExecutionContext, table: str, results: list[dict], query: QueryEngine):
     key = staged_key(table)
-    yield from materialize(context, key, {r["business_date"]: _metadata(r) for r in results})
+    yield from materialize(context, key, {r["business_date"]: _metadata(r) for r in results},
+                           reports={r["business_date"]: r for r in results})
     for r in results:
         rejected_stored = query.parquet_rows(r["rejects_path"])
         accepted_stored = query.parquet_rows(r["output_path"]) if r["published"] else r["rows_accepted"]

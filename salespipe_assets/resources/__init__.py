@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
+from salespipe_assets.resources.io_manager import LAKE_IO, LakeDataset, lake_io_manager
 from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
 from salespipe_assets.resources.spark import SparkRuntime
@@ -11,7 +12,7 @@ from salespipe_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from salespipe_assets.settings import Settings
 
 __all__ = [
-    "Catalog", "DuckDBCatalog", "Lake", "LocalLake", "S3Lake", "QueryEngine", "DuckDBQueryEngine",
+    "Catalog", "DuckDBCatalog", "LakeDataset", "Lake", "LocalLake", "S3Lake", "QueryEngine", "DuckDBQueryEngine",
     "SparkRuntime", "SupersetBI", "Warehouse", "DuckDBWarehouse", "resources_for",
 ]
 
@@ -26,7 +27,8 @@ def warehouse_for(settings: Settings) -> Warehouse:
 
 
 def resources_for(settings: Settings) -> dict:
-    return {**_data_resources(settings), "superset": superset_resource()}
+    data = _data_resources(settings)
+    return {**data, LAKE_IO: lake_io_manager(data["lake"]), "superset": superset_resource()}
 
 
 def _data_resources(settings: Settings) -> dict:
