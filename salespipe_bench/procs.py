@@ -1,9 +1,10 @@
-"""Processes the benchmark starts itself, and their memory.
+"""Processes the benchmark and the tests start themselves, and their memory.
 
-``start``/``stop``/``free_port``/``wait_http`` are the small helpers of ``tests/servers.py``
-(the bench runs without the tests package on the path): children restore the default
-signal handlers (background processes on a shared machine may inherit SIGINT/SIGTERM as
-ignored), get their own process group, and are stopped by their own PID.
+``start``/``stop``/``wait_http``/``descendants``/``restore_signals`` are shared with the
+tests (``tests/servers.py`` imports them from here; the product never needs them):
+children restore the default signal handlers (background processes on a shared machine
+may inherit SIGINT/SIGTERM as ignored), get their own process group, and are stopped by
+their own PID. ``free_port`` is the product's own (``salespipe_assets.spark_server``).
 
 ``MemorySampler`` follows a process tree through ``/proc`` (Linux) and keeps the peak
 memory (PSS, so pages shared by forked workers are not counted twice) of two groups: the orchestrator (Python processes outside Spark) and Spark
@@ -14,23 +15,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess  # nosec B404  # servers the bench starts itself, argument lists
+import subprocess  # nosec B404  # servers the bench and the tests start themselves, argument lists
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from salespipe_assets.spark_server import free_port
+
+__all__ = ["MemorySampler", "descendants", "free_port", "peak_rss_bytes", "restore_signals", "start", "stop",
+           "tree_rss", "wait_http"]
+
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _restore_signals() -> None:
+def restore_signals() -> None:
+    """A ``preexec_fn``: default SIGINT/SIGTERM/SIGHUP/SIGQUIT and a process group of its own."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
     os.setsid()  # own process group: stop() reaches its children too
@@ -40,7 +40,7 @@ def start(cmd: list[str], *, env: dict | None = None, log: Path | None = None,
           cwd: str | None = None) -> subprocess.Popen:
     out = open(log, "wb") if log else subprocess.DEVNULL
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,  # nosec B603  # argument list
-                            preexec_fn=_restore_signals, cwd=cwd)
+                            preexec_fn=restore_signals, cwd=cwd)
 
 
 def descendants(pid: int) -> list[int]:
