@@ -302,10 +302,11 @@ def bench(scale: float, history: str, history_scale: float | None, only: str, ou
 
         from salespipe_bench import MEASUREMENTS, PLOT, RESULTS, BenchOptions, run_bench
     except ImportError as exc:
-        if (exc.name or "").partition(".")[0] not in ("PIL", "salespipe_bench"):
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in ("PIL", "salespipe_bench"):
             raise  # something else is broken: not a missing extra
         raise click.ClickException(
-            f"salespipe bench needs the 'bench' extra ({exc.name or exc} is not installed): "
+            f"salespipe bench needs the 'bench' extra ({'pillow' if missing == 'PIL' else missing} is not installed): "
             "install salespipe[bench], e.g. pip install -e '.[bench]'") from None
 
     try:
