@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salespipe_assets.processes import restore_signals
 from salespipe_assets.settings import PROJECT_ROOT
 
 BI_DIR = PROJECT_ROOT / "bi"
@@ -105,13 +106,6 @@ def bootstrap(cfg: BIConfig, warehouse: str | None = None) -> None:
                            + _tail(cfg.home / "bootstrap.log"))
 
 
-def _restore_signals() -> None:
-    # Background shells on this machine may hand down SIGINT/SIGTERM as ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    os.setsid()  # own process group, so stop() reaches the gunicorn workers too
-
-
 def _alive(pid: int) -> bool:
     try:
         if os.waitpid(pid, os.WNOHANG) != (0, 0):
@@ -155,7 +149,7 @@ def start(cfg: BIConfig, wait: float = 300) -> int:
         with open(cfg.log_file, "ab") as log:
             proc = subprocess.Popen(cmd, env=cfg.env(), cwd=PROJECT_ROOT,  # nosec B603  # argument list, no shell
                                     stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=_restore_signals)
+                                    stdin=subprocess.DEVNULL, preexec_fn=restore_signals)  # own group: stop() reaches the workers
         pid = proc.pid
         cfg.pid_file.write_text(str(pid))
     deadline = time.time() + wait

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from salespipe_assets.processes import default_signals, free_port, restore_signals
 from spark_steps.java_home import ensure_java_home
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -96,12 +97,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_conf(master: str, port: int) -> dict[str, str]:
     from spark_steps.runtime import SESSION_DEFAULTS, local_driver_java_options
 
@@ -131,13 +126,6 @@ def command(master: str, port: int, driver_memory: str = DEFAULT_DRIVER_MEMORY) 
     return argv
 
 
-def _child_setup() -> None:
-    # Background processes here start with SIGINT/SIGTERM ignored; the JVM must be stoppable.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    os.setsid()  # its own group: a Ctrl-C meant for `salespipe dev` is handled by dev, in order
-
-
 def launch(home: str | Path, master: str = "local[2]", port: int | None = None,
            driver_memory: str = DEFAULT_DRIVER_MEMORY) -> tuple[subprocess.Popen, ServerState]:
     """Start the server (not waiting for it) and record it under ``home``."""
@@ -151,7 +139,7 @@ def launch(home: str | Path, master: str = "local[2]", port: int | None = None,
     ensure_java_home(env)  # the pip JDK when the machine has no Java 17/21
     with open(log, "ab") as out:
         proc = subprocess.Popen(command(master, port, driver_memory), env=env, stdin=subprocess.DEVNULL,  # nosec B603
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=restore_signals)
     state = ServerState(url=f"sc://127.0.0.1:{port}", pid=proc.pid, port=port, master=master, log=str(log))
     tmp = state_file(home).with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state)))
@@ -256,15 +244,11 @@ def start_supervised(home: str | Path, master: str = "local[2]", driver_memory: 
     argv = [sys.executable, "-m", "salespipe_assets.spark_server", "supervise", "--home", str(home),
             "--master", master, "--port", str(port), "--driver-memory", driver_memory, "--watch-pid", str(os.getpid())]
 
-    def restore_signals() -> None:  # stays in our process group: a Ctrl-C or a group kill reaches it
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_DFL)
-
     folder = state_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "supervisor.log", "ab") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,  # nosec B603
-                                preexec_fn=restore_signals)
+                                preexec_fn=default_signals)  # stays in our group: a Ctrl-C or a group kill reaches it
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:

@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -64,6 +65,10 @@ class History:
         from salespipe_assets.settings import Settings
 
         self.ctx, self.upstream, self.root, self.scale = ctx, upstream, root, scale
+        # The history measures the cost of a day's work, not the quiet period for files still
+        # being written (the latency measurement has that): files count as soon as they land.
+        self._settle_before = os.environ.get("SALESPIPE_SETTLE_SECONDS")
+        os.environ["SALESPIPE_SETTLE_SECONDS"] = "0"
         self.lake = root / "lake"
         (self.lake / "raw").mkdir(parents=True)
         home = root / "dagster_home"
@@ -83,6 +88,10 @@ class History:
             self.defs.resources["spark"].session().stop()
         finally:
             self.instance.dispose()
+            if self._settle_before is None:
+                os.environ.pop("SALESPIPE_SETTLE_SECONDS", None)
+            else:
+                os.environ["SALESPIPE_SETTLE_SECONDS"] = self._settle_before
 
     # -- building the history -------------------------------------------------------
     def first_week(self) -> float:

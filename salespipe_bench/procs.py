@@ -4,7 +4,8 @@
 tests (``tests/servers.py`` imports them from here; the product never needs them):
 children restore the default signal handlers (background processes on a shared machine
 may inherit SIGINT/SIGTERM as ignored), get their own process group, and are stopped by
-their own PID. ``free_port`` is the product's own (``salespipe_assets.spark_server``).
+their own PID. ``free_port`` and ``restore_signals`` are the product's own
+(``salespipe_assets.processes``: the Connect server and Superset are started the same way).
 
 ``MemorySampler`` follows a process tree through ``/proc`` (Linux) and keeps the peak
 memory (PSS, so pages shared by forked workers are not counted twice) of two groups: the orchestrator (Python processes outside Spark) and Spark
@@ -21,19 +22,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from salespipe_assets.spark_server import free_port
+from salespipe_assets.processes import free_port, restore_signals
 
 __all__ = ["MemorySampler", "descendants", "free_port", "peak_rss_bytes", "restore_signals", "start", "stop",
            "tree_rss", "wait_http"]
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def restore_signals() -> None:
-    """A ``preexec_fn``: default SIGINT/SIGTERM/SIGHUP/SIGQUIT and a process group of its own."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, signal.SIG_DFL)
-    os.setsid()  # own process group: stop() reaches its children too
 
 
 def start(cmd: list[str], *, env: dict | None = None, log: Path | None = None,
