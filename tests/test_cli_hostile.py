@@ -206,8 +206,13 @@ def test_a_killed_holder_frees_the_lake(tmp_path):
 
 MAKE_INSTANCE = """
 import sys, time
+from pathlib import Path
+import dagster  # imported before the start: the processes race at the instance, not the import
 from salespipe_assets.run_lock import open_instance
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start at the same instant
+ready, go = Path(sys.argv[1]), Path(sys.argv[2])
+ready.touch()  # imported: waiting for the others
+while not go.exists():  # all start at the same instant
+    time.sleep(0.005)
 with open_instance() as instance:
     instance.get_runs_count()
 print("ok")
@@ -215,17 +220,26 @@ print("ok")
 
 
 def test_processes_creating_a_new_dagster_home_at_once_all_succeed(tmp_path):
+    """Three processes create one new DAGSTER_HOME at the same instant, three times over
+    (three homes, all nine processes released together once every one has imported)."""
     project_yaml = (Path(__file__).parent.parent / "dagster.yaml").read_text()
+    go = tmp_path / "go"
+    procs, ready = [], []
     for round_ in range(3):
         home = tmp_path / f"home{round_}"
         home.mkdir()
         (home / "dagster.yaml").write_text(project_yaml)
-        at = str(time.time() + 8)
-        procs = [subprocess.Popen([sys.executable, "-c", MAKE_INSTANCE, at], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, env=_env(home)) for _ in range(3)]
-        for proc in procs:
-            out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0 and out.strip() == "ok", err[-2000:]
+        for n in range(3):
+            ready.append(tmp_path / f"ready-{round_}-{n}")
+            procs.append(subprocess.Popen([sys.executable, "-c", MAKE_INSTANCE, str(ready[-1]), str(go)],
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home)))
+    try:
+        _wait_for(lambda: all(r.exists() for r in ready), "every process to import", 300)
+    finally:
+        go.touch()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and out.strip() == "ok", err[-2000:]
 
 
 # -- point 7: a query never holds the catalog a run writes -------------------------------
