@@ -16,6 +16,7 @@ rejected as ``unbalanced_quote``. Blank lines outside a quoted value are not row
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -227,9 +228,41 @@ def with_line_numbers(lines: DataFrame, files: dict[str, tuple[int, FileCheck]])
     spark = lines.sparkSession
     rows = [(path, g["_part"], fid, check.offsets[g["_part"]])
             for path, (fid, check) in files.items() for g in check.groups]
-    mapping = spark.createDataFrame(rows, "_path string, _part int, _fid int, _offset long")
+    mapping = local_table(spark, rows, [("_path", "string"), ("_part", "int"), ("_fid", "int"), ("_offset", "bigint")])
     return lines.join(F.broadcast(mapping), ["_path", "_part"]).select(
         "_fid", (F.col("_row") + F.col("_offset") + 1).alias("_line"), "value")
+
+
+def _sql_literal(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    raise TypeError(f"no SQL literal for {value!r}")
+
+
+def local_table(spark: SparkSession, rows: list[tuple], columns: list[tuple[str, str]]) -> DataFrame:
+    """A small table of ``rows`` (``columns``: [(name, SQL type)]) as an inline ``VALUES``
+    table. Unlike a classic session's ``createDataFrame`` (a Python RDD), it is a local
+    relation: joining it by broadcast starts no Spark job, and its values are data, not
+    constants in the generated code (code that differs per file would be compiled anew)."""
+    if any(isinstance(v, str) and "$" in v for row in rows for v in row):  # "${...}" in SQL text is substituted
+        return spark.createDataFrame(rows, ", ".join(f"`{n}` {t}" for n, t in columns))
+    if not rows:
+        rows = [tuple(None for _ in columns)]
+        where = " WHERE false"
+    else:
+        where = ""
+    values = ", ".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
+    names = ", ".join(f"col{k + 1}" for k in range(len(columns)))
+    select = ", ".join(f"CAST(col{k + 1} AS {t}) AS `{n}`" for k, (n, t) in enumerate(columns))
+    return spark.sql(f"SELECT {select} FROM VALUES {values} AS t({names}){where}")
 
 
 def records(numbered: DataFrame, multiline_fids: set[int]) -> DataFrame:

@@ -66,13 +66,15 @@ def _arrow_schema(df: DataFrame):
 
 
 def publish_days(df: DataFrame, lake: LakeFS, days: dict[int, tuple[str, dict]], sort_by: str,
-                 any_rows: bool = True) -> list[dict]:
+                 any_rows: bool = True, spread: bool = True, filtered: bool = False) -> list[dict]:
     """Publish the rows of several days, told apart by the column ``_fid``, each as its
     own dataset ``days[fid] = (final_rel, manifest)``: one Spark write partitioned by
     ``_fid`` into a hidden staging directory, then every day's single sorted Parquet file
     published atomically with its manifest (``LakeFS.publish``). A day without rows gets
     an empty Parquet file with the schema; with ``any_rows`` false Spark writes nothing.
-    Returns the schema (without ``_fid``)."""
+    ``spread`` false (a small input): the rows are brought into one task without a shuffle
+    (``coalesce``), so the write is one Spark job. ``filtered``: ``df`` holds only rows of
+    the ``days`` already. Returns the schema (without ``_fid``)."""
     import os
     import tempfile
 
@@ -85,9 +87,13 @@ def publish_days(df: DataFrame, lake: LakeFS, days: dict[int, tuple[str, dict]],
     if any_rows:
         written = lake.spark_output(next(iter(days.values()))[0])
         try:
-            parts = min(len(days), int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")))
-            (df.where(F.col("_fid").isin(*days)).repartition(parts, "_fid")
-             .sortWithinPartitions("_fid", sort_by).withColumnRenamed("_fid", "fid")
+            rows = df if filtered else df.where(F.col("_fid").isin(*days))
+            if spread:
+                parts = min(len(days), int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")))
+                rows = rows.repartition(parts, "_fid")
+            else:
+                rows = rows.coalesce(1)
+            (rows.sortWithinPartitions("_fid", sort_by).withColumnRenamed("_fid", "fid")
              .write.mode("error").partitionBy("fid").parquet(written))
         except Exception as exc:
             lake.discard(written)

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from spark_steps.contract import CONTRACT, LANDING_NAME, checked_date
 from spark_steps.csv_parse import (
-    FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, parse_records,
+    FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, local_table, parse_records,
     read_lines, records, spark_path_name, with_line_numbers,
 )
 from spark_steps.lakefs import MANIFEST, LakeFS
@@ -135,8 +135,14 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     # replaced meanwhile. A gzip file is read by one task: large inputs are spread.
     inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
     lines = read_lines(spark, list(inputs.values()))
-    if sum(results[i]["source_file"]["size"] for i in readable) > SPREAD_ABOVE_BYTES:
+    spread = sum(results[i]["source_file"]["size"] for i in readable) > SPREAD_ABOVE_BYTES
+    if spread:
         lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
+    else:
+        # Small inputs in one partition (no shuffle: coalesce): Spark then needs no exchange
+        # for any aggregate or write below, so each pass is one job of one task instead of a
+        # job per shuffle stage - most of a small file's cost was those jobs' fixed overhead.
+        lines = lines.coalesce(1)
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     groups_df = None
     try:
@@ -156,10 +162,15 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
             return
         numbered = with_line_numbers(lines, {path: (i, c) for i, (path, c) in checks.items()})
         multiline = {i for i, (_, c) in checks.items() if c.multiline}
-        # a month of files at most: a CASE per row is cheaper than a join
-        day_of, names = _case(checks, lambda i: pairs[i][1]), _case(checks, lambda i: pairs[i][0].rsplit("/", 1)[-1])
-        parsed = parse_records(records(numbered, multiline), spec).select(
-            "*", day_of.cast("date").alias("_day"), names.alias("_file"))
+        published = _published(fs, spec, {i: results[i] for i in checks})
+        # Each file's day, name and whether its accepted rows are published come from a small
+        # table joined by broadcast, not from literals: literals end up in the generated code,
+        # and code that differs per file or day is compiled again (Janino, then the JIT) for
+        # every call instead of reused.
+        files_df = local_table(
+            spark, [(i, dt.date.fromisoformat(pairs[i][1]), pairs[i][0].rsplit("/", 1)[-1], published[i]) for i in checks],
+            [("_fid", "int"), ("_day", "date"), ("_file", "string"), ("_pub", "boolean")])
+        parsed = parse_records(records(numbered, multiline), spec).join(F.broadcast(files_df), "_fid")
         rows = judged(parsed, spec)
 
         # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
@@ -175,19 +186,12 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         final = decided(rows, spec, groups_df if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
         # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
         # partitioned by day, then every day published on its own.
-        _publish(fs, spec, final, {i: results[i] for i in checks},
-                 any(results[i]["rows_rejected"] for i in checks))
+        _publish(fs, spec, final, {i: results[i] for i in checks}, published,
+                 any(results[i]["rows_rejected"] for i in checks), spread)
     finally:
         for df in (groups_df, lines):
             if df is not None:
                 df.unpersist()
-
-
-def _case(checks: dict, value) -> F.Column:
-    out = F.lit(None).cast("string")
-    for i in checks:
-        out = F.when(F.col("_fid") == i, F.lit(value(i))).otherwise(out)
-    return out
 
 
 def _checked_files(spec, lines, pairs, readable, inputs, fail) -> dict[int, tuple[str, FileCheck]]:
@@ -256,30 +260,36 @@ def _rows_read(checks: dict, multiline: set[int], recs) -> dict[int, int]:
     return out
 
 
-def _publish(fs: LakeFS, spec, final, results: dict[int, dict], any_rejects: bool) -> None:
-    published = {}
+def _published(fs: LakeFS, spec, results: dict[int, dict]) -> dict[int, bool]:
+    """Which files' accepted rows are published: every day of a daily table; of a snapshot
+    only the newest day of the batch, and only if not older than what is there."""
     if spec.daily:
-        published = {i: True for i in results}
-    else:  # only the newest day of the batch, and only if not older than what is there
-        current = fs.read_json(f"{output_path(spec.name, '2000-01-01')}/{MANIFEST}")
-        newest = max(results, key=lambda i: results[i]["business_date"])
-        for i in results:
-            published[i] = i == newest and (current is None or current["business_date"] <= results[i]["business_date"])
+        return {i: True for i in results}
+    current = fs.read_json(f"{output_path(spec.name, '2000-01-01')}/{MANIFEST}")
+    newest = max(results, key=lambda i: results[i]["business_date"])
+    return {i: i == newest and (current is None or current["business_date"] <= results[i]["business_date"])
+            for i in results}
 
+
+def _publish(fs: LakeFS, spec, final, results: dict[int, dict], published: dict[int, bool], any_rejects: bool,
+             spread: bool) -> None:
     def manifest(i: int, dataset: str, count_key: str) -> dict:
         r = results[i]
         return {"business_date": r["business_date"], "run_id": r["run_id"], "source_files": [r["source_file"]],
                 **{k: r[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")},
                 "dataset": dataset, "row_count": r[count_key]}
 
-    accepted = accepted_rows(final, spec)
+    # The published files' rows are told apart by the column _pub (from data, see above), so
+    # no list of file ids lands in the generated code.
+    accepted = accepted_rows(final if all(published.values()) else final.where("_pub"), spec)
     out = {i: output_path(spec.name, results[i]["business_date"]) for i in results if published[i]}
     schema = publish_days(accepted, fs, {i: (rel, manifest(i, rel, "rows_accepted")) for i, rel in out.items()},
-                          sort_by="source_line", any_rows=any(results[i]["rows_accepted"] for i in out))
+                          sort_by="source_line", any_rows=any(results[i]["rows_accepted"] for i in out),
+                          spread=spread, filtered=True)
     rejected = rejected_rows(final, spec)
     rej = {i: rejects_path(spec.name, results[i]["business_date"]) for i in results}
     publish_days(rejected, fs, {i: (rel, manifest(i, rel, "rows_rejected")) for i, rel in rej.items()},
-                 sort_by="line_number", any_rows=any_rejects)
+                 sort_by="line_number", any_rows=any_rejects, spread=spread, filtered=True)
     for i, r in results.items():
         r.update(output_path=fs.uri(output_path(spec.name, r["business_date"])), published=published[i],
                  rejects_path=fs.uri(rej[i]), schema=schema)
