@@ -102,10 +102,14 @@ def test_the_postgres_profile_stores_runs_and_events_in_postgres_and_reads_the_p
     assert "password authentication failed" in "\n".join(chain)
 
 
-def test_daemon_restart_on_postgres(postgres, pg_env, tmp_path, monkeypatch):
+def test_daemon_restart_on_postgres(postgres, pg_env, tmp_path, monkeypatch, spark_remote):
     """tests/test_daemon_restart.py as it is, with the postgres profile as the project's
     dagster.yaml: each day runs exactly once across a daemon SIGKILL, its week reaches the
-    warehouse (an end-to-end run: landing, staging, fact, warehouse), all of it in Postgres."""
+    warehouse (an end-to-end run: landing, staging, fact, warehouse), all of it in Postgres.
+    Its runs use the test session's Spark Connect server, as in tests/test_daemon_restart.py
+    (a cold JVM per run otherwise; the run-monitoring test below needs each run's own JVM)."""
+    monkeypatch.setenv("SALESPIPE_SPARK_REMOTE", spark_remote)
+    monkeypatch.setenv("SPARK_REMOTE", spark_remote)
     project = tmp_path / "project"
     project.mkdir()
     (project / "dagster.yaml").write_text(instance_yaml("postgres"))

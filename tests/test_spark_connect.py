@@ -31,8 +31,11 @@ from tests.servers import free_port, start, stop
 DAY = "2024-01-08"
 # 127.0.0.1 as /proc/net/tcp writes it, and as /proc/net/tcp6 writes it (::ffff:127.0.0.1)
 LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
-# A query that never ends on its own: the step that is killed (or whose server is killed).
-ENDLESS = "SELECT sum(a.id * b.id) FROM range(100000000) a CROSS JOIN range(100000000) b"
+# A query that never ends on its own (days of work): the step that is killed (or whose server
+# is killed). One task per core of the server's local[2], so the next run's tasks wait until
+# it is given up; a plain range scan checks for its task being killed at every batch, so it
+# stops as soon as it is cancelled (a cross join spills to disk and is slow to stop).
+ENDLESS = "SELECT sum(id % 7) FROM range(0, 1000000000000000, 1, 2)"
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -156,6 +159,15 @@ SLOW_STEP = textwrap.dedent(f"""
     sys.modules["spark_steps.endless"] = module
 """)
 exec(SLOW_STEP)  # noqa: S102  # the same endless step in this process
+STEP_STARTED = threading.Event()  # set when the endless step starts in this process
+
+
+def _signalling_run(spark, run_id, _run=sys.modules["spark_steps.endless"].run, **args):
+    STEP_STARTED.set()
+    return _run(spark, run_id, **args)
+
+
+sys.modules["spark_steps.endless"].run = _signalling_run
 
 
 @dg.asset
@@ -178,7 +190,15 @@ def dev(tmp_path_factory):
     root = tmp_path_factory.mktemp("dev")
     home = root / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("SALESPIPE_SPARK_REMOTE", "SPARK_REMOTE")}
-    env.update({"DAGSTER_HOME": str(home), "SUPERSET_URL": ""})
+    # The server holds a client's execute stream open for up to 2 minutes (Spark's
+    # senderMaxStreamDuration; a live client then reattaches): only then does it notice that a
+    # killed run is gone, and its DETACHED_TIMEOUT starts. 10 s here: the killed run's query is
+    # given up within about 35 s instead of 2.5 minutes. The project's own settings still
+    # decide the rest (spark-defaults.conf is read under the --conf flags salespipe dev gives).
+    conf_dir = root / "spark-conf"
+    conf_dir.mkdir()
+    (conf_dir / "spark-defaults.conf").write_text("spark.connect.execute.reattachable.senderMaxStreamDuration 10s\n")
+    env.update({"DAGSTER_HOME": str(home), "SUPERSET_URL": "", "SPARK_CONF_DIR": str(conf_dir)})
     proc = subprocess.Popen([str(Path(sys.executable).parent / "salespipe"), "dev", "--lake", str(root / "lake"),
                              "--port", str(free_port())], env=env, stdout=open(root / "dev.log", "wb"),
                             stderr=subprocess.STDOUT, preexec_fn=_own_group, cwd=str(PROJECT_ROOT))
@@ -230,8 +250,8 @@ def test_a_run_killed_mid_step_leaves_the_server_usable_for_the_next_run(dev, tm
     result = _stage_a_day(state.url, tmp_path / "lake")
     assert result.success
     assert result.output_for_node("staged_sales")["rows_read"] == 3
-    # the killed run's query was given up (20 s detached timeout), not waited out (Spark's
-    # default keeps it 5 minutes); generous for a busy 2-core machine
+    # the killed run's query was given up (10 s stream + 20 s detached timeout), not waited out
+    # (Spark's default keeps it 5 minutes more); generous for a busy 2-core machine
     assert time.time() - started < 270
     assert spark_server.running_server(home).pid == state.pid  # the same server, never restarted
 
@@ -245,9 +265,11 @@ def test_a_killed_server_fails_the_step_in_one_line_and_dev_restarts_it(dev, tmp
         outcome["result"] = dg.materialize([endless], resources={"spark": SparkRuntime(remote=state.url)},
                                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
+    STEP_STARTED.clear()
     runner = threading.Thread(target=run)
     runner.start()
-    time.sleep(8)  # the endless step is running
+    assert STEP_STARTED.wait(timeout=180), "the endless step did not start"
+    time.sleep(3)  # the endless query is running on the server
     os.kill(state.pid, signal.SIGKILL)
     killed_at = time.time()
     runner.join(timeout=180)
