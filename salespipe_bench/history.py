@@ -130,8 +130,8 @@ class History:
                 self._copy_day(src, d)
                 self._seed_day(d, scan.days[d].fingerprint)
             if len(copied) < 7:  # the day measured before is real: rebuild its week for real
-                outcome = _execute(self.defs.resolve_job_def(WEEKLY_JOB), self.instance, sunday.isoformat(),
-                                   {TRIGGER_TAG: SEED_TRIGGER})
+                [outcome] = _execute(self.defs.resolve_job_def(WEEKLY_JOB), self.instance, [sunday.isoformat()],
+                                     {TRIGGER_TAG: SEED_TRIGGER})
                 if not outcome.ok:
                     raise RuntimeError(f"rebuilding week {sunday}: {outcome.errors[:2]}")
             else:
@@ -281,8 +281,8 @@ class History:
         for _ in range(repeat):
             lake_module._checksums.clear()  # noqa: SLF001
             t0 = time.perf_counter()
-            outcome = _execute(daily_job, self.instance, day, {FINGERPRINT_TAG: request.tags[FINGERPRINT_TAG],
-                                                               TRIGGER_TAG: "bench"})
+            [outcome] = _execute(daily_job, self.instance, [day], {FINGERPRINT_TAG: request.tags[FINGERPRINT_TAG],
+                                                                   TRIGGER_TAG: "bench"})
             dailies.append((time.perf_counter() - t0, outcome))
             if not outcome.ok:
                 raise RuntimeError(f"daily run of {day} failed: {outcome.errors[:2]}")
@@ -290,7 +290,7 @@ class History:
         for _ in range(repeat):
             lake_module._checksums.clear()  # noqa: SLF001
             t0 = time.perf_counter()
-            outcome = _execute(weekly_job, self.instance, day, {TRIGGER_TAG: "bench"})
+            [outcome] = _execute(weekly_job, self.instance, [day], {TRIGGER_TAG: "bench"})
             weeklies.append((time.perf_counter() - t0, outcome))
             if not outcome.ok:
                 raise RuntimeError(f"weekly run of {day} failed: {outcome.errors[:2]}")
