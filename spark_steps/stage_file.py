@@ -163,14 +163,8 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         numbered = with_line_numbers(lines, {path: (i, c) for i, (path, c) in checks.items()})
         multiline = {i for i, (_, c) in checks.items() if c.multiline}
         published = _published(fs, spec, {i: results[i] for i in checks})
-        # Each file's day, name and whether its accepted rows are published come from a small
-        # table joined by broadcast, not from literals: literals end up in the generated code,
-        # and code that differs per file or day is compiled again (Janino, then the JIT) for
-        # every call instead of reused.
-        files_df = local_table(
-            spark, [(i, dt.date.fromisoformat(pairs[i][1]), pairs[i][0].rsplit("/", 1)[-1], published[i]) for i in checks],
-            [("_fid", "int"), ("_day", "date"), ("_file", "string"), ("_pub", "boolean")])
-        parsed = parse_records(records(numbered, multiline), spec).join(F.broadcast(files_df), "_fid")
+        files = [(i, dt.date.fromisoformat(pairs[i][1]), pairs[i][0].rsplit("/", 1)[-1], published[i]) for i in checks]
+        parsed = _with_file_columns(parse_records(records(numbered, multiline), spec), files, as_literals=spread)
         rows = judged(parsed, spec)
 
         # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
@@ -258,6 +252,31 @@ def _rows_read(checks: dict, multiline: set[int], recs) -> dict[int, int]:
         for r in recs.where(F.col("_fid").isin(*multiline)).groupBy("_fid").count().collect():
             out[r["_fid"]] = r["count"]
     return out
+
+
+_FILE_COLUMNS = [("_fid", "int"), ("_day", "date"), ("_file", "string"), ("_pub", "boolean")]
+
+
+def _with_file_columns(parsed, files: list[tuple], as_literals: bool):
+    """Each row's file facts: its day, its file name and whether its accepted rows are
+    published (``files``: ``(fid, day, name, published)``).
+
+    A small input takes them from a small table joined by broadcast: literals end up in the
+    generated code, and code that differs per file or day is compiled again (Janino, then
+    the JIT) on every call instead of reused - most of a warm small file's compile time.
+    A large input takes them as ``CASE`` literals: one compile is nothing next to its run,
+    and a ``CASE`` per row is cheaper than a join (a month of files at most)."""
+    if not as_literals:
+        table = local_table(parsed.sparkSession, files, _FILE_COLUMNS)
+        return parsed.join(F.broadcast(table), "_fid")
+
+    def case(position: int, sql_type: str) -> F.Column:
+        out = F.lit(None).cast(sql_type)
+        for f in files:
+            out = F.when(F.col("_fid") == f[0], F.lit(f[position])).otherwise(out)
+        return out
+
+    return parsed.select("*", *(case(k, t).alias(n) for k, (n, t) in enumerate(_FILE_COLUMNS) if k))
 
 
 def _published(fs: LakeFS, spec, results: dict[int, dict]) -> dict[int, bool]:

@@ -7,6 +7,7 @@ import gzip
 import json
 
 import duckdb
+import pytest
 
 from spark_steps import stage_file
 from spark_steps.contract import SALES, STORE
@@ -50,7 +51,17 @@ def _sales_files():
     }
 
 
-def test_three_days_in_one_call_equal_three_single_file_runs(spark, tmp_path):
+@pytest.fixture(params=["small input", "large input"])
+def input_size(request, monkeypatch):
+    """Both ways the step stages a batch: small inputs (one partition, file facts joined from
+    a broadcast table) and large ones (spread over the cores, file facts as literals); the
+    threshold is lowered to take the large path with these small files."""
+    if request.param == "large input":
+        monkeypatch.setattr(stage_file, "SPREAD_ABOVE_BYTES", 0)
+    return request.param
+
+
+def test_three_days_in_one_call_equal_three_single_file_runs(spark, tmp_path, input_size):
     files = _sales_files()
     multi, single = tmp_path / "multi", tmp_path / "single"
     batch = [{"source": _land(multi, name, content), "business_date": day} for day, (name, content) in files.items()]
@@ -99,7 +110,7 @@ def _store(key, name) -> str:
     return f"{key},S{key},{name},1 Main St,Town,East,US,United States,00001,State,ST,A,Anchor,false,1000.000,1,M,1,SM,40.000000,-70.000000"
 
 
-def test_snapshots_in_one_call_publish_only_the_newest_day(spark, tmp_path):
+def test_snapshots_in_one_call_publish_only_the_newest_day(spark, tmp_path, input_size):
     header = STORE.header
     contents = {DAYS[0]: [_store(1, "old"), _store(1, "again")], DAYS[2]: [_store(1, "new"), "x"],
                 DAYS[1]: [_store(1, "mid"), _store(2, "mid")]}
