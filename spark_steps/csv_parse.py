@@ -262,7 +262,9 @@ def local_table(spark: SparkSession, rows: list[tuple], columns: list[tuple[str,
     values = ", ".join("(" + ", ".join(_sql_literal(v) for v in row) + ")" for row in rows)
     names = ", ".join(f"col{k + 1}" for k in range(len(columns)))
     select = ", ".join(f"CAST(col{k + 1} AS {t}) AS `{n}`" for k, (n, t) in enumerate(columns))
-    return spark.sql(f"SELECT {select} FROM VALUES {values} AS t({names}){where}")
+    # SQL text: our own column names and types; every value through _sql_literal (quotes and
+    # backslashes escaped; a "$" took the createDataFrame path above).
+    return spark.sql(f"SELECT {select} FROM VALUES {values} AS t({names}){where}")  # nosec B608
 
 
 def records(numbered: DataFrame, multiline_fids: set[int]) -> DataFrame:

@@ -104,3 +104,20 @@ def test_undecodable_byte_reports_its_line(spark, tmp_path):
 def test_utf8_bom_is_not_part_of_the_header(spark, tmp_path):
     facts, data = _parse(spark, tmp_path, b"\xef\xbb\xbf" + _file([sales_row(1)]))
     assert facts.rows_read == 1 and len(data) == 1
+
+
+def test_a_local_table_keeps_every_value_as_data(spark):
+    """The small tables the step joins (file facts, line offsets) are SQL VALUES: quotes,
+    backslashes, tabs, non-ASCII and "$" in a lake path come back unchanged, and an empty
+    table has the columns and no row."""
+    import datetime as dt
+
+    from spark_steps.csv_parse import local_table
+
+    columns = [("i", "int"), ("p", "string"), ("d", "date"), ("b", "boolean")]
+    rows = [(1, "file:///tmp/it's a \\ lake/ünï/x.csv", dt.date(2024, 1, 7), True), (2, 'a\tb"c', None, False)]
+    assert [tuple(r) for r in local_table(spark, rows, columns).orderBy("i").collect()] == rows
+    dollar = [(3, "file:///lake/${user}/x.csv", None, None)]
+    assert [tuple(r) for r in local_table(spark, dollar, columns).collect()] == dollar
+    empty = local_table(spark, [], columns)
+    assert empty.columns == ["i", "p", "d", "b"] and empty.count() == 0
