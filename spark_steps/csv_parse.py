@@ -221,16 +221,21 @@ def root_cause(exc: Exception) -> str:
 _root_cause = root_cause
 
 
-def with_line_numbers(lines: DataFrame, files: dict[str, tuple[int, FileCheck]]) -> DataFrame:
+def with_line_numbers(lines: DataFrame, files: dict[str, tuple[int, FileCheck]],
+                      facts: tuple[dict[int, tuple], list[tuple[str, str]]] | None = None) -> DataFrame:
     """Lines of the given files (``{spark path: (file id, check)}``) with ``_fid`` and
     their 1-based physical ``_line``; lines of other files are dropped. The mapping is a
-    small table joined by broadcast."""
+    small table joined by broadcast. ``facts`` (``({file id: values}, [(name, SQL type)])``):
+    more columns per file, carried in the same table (one broadcast, so one Spark job
+    fewer per pass than a second table would cost)."""
     spark = lines.sparkSession
-    rows = [(path, g["_part"], fid, check.offsets[g["_part"]])
+    values, extra = facts if facts else ({}, [])
+    rows = [(path, g["_part"], fid, check.offsets[g["_part"]], *values.get(fid, ()))
             for path, (fid, check) in files.items() for g in check.groups]
-    mapping = local_table(spark, rows, [("_path", "string"), ("_part", "int"), ("_fid", "int"), ("_offset", "bigint")])
+    mapping = local_table(spark, rows, [("_path", "string"), ("_part", "int"), ("_fid", "int"), ("_offset", "bigint"),
+                                        *extra])
     return lines.join(F.broadcast(mapping), ["_path", "_part"]).select(
-        "_fid", (F.col("_row") + F.col("_offset") + 1).alias("_line"), "value")
+        "_fid", (F.col("_row") + F.col("_offset") + 1).alias("_line"), *[n for n, _ in extra], "value")
 
 
 def _sql_literal(value) -> str:
@@ -272,10 +277,12 @@ def records(numbered: DataFrame, multiline_fids: set[int]) -> DataFrame:
     physical line), ``value`` (lines joined with "\\n"), ``_open`` (its quote is never
     closed) and ``_lines`` (physical lines). Only the files in ``multiline_fids`` are
     stitched (a window over their lines in order); every other line is its own record."""
+    # Columns besides _fid, _line and value are facts of the file (one value per _fid): kept.
+    facts = [c for c in numbered.columns if c not in ("_fid", "_line", "value")]
     data = numbered.where(F.col("_line") > 1)
     plain = data.where(~F.col("_fid").isin(*multiline_fids)) if multiline_fids else data
     plain = plain.where(F.col("value") != "").select(
-        "_fid", "_line", "value", F.lit(False).alias("_open"), F.lit(1).alias("_lines"))
+        "_fid", "_line", *facts, "value", F.lit(False).alias("_open"), F.lit(1).alias("_lines"))
     if not multiline_fids:
         return plain
     odd = (quote_count(F.regexp_replace("value", _STRAY_QUOTE, "")) % 2).cast("int")
@@ -289,12 +296,13 @@ def records(numbered: DataFrame, multiline_fids: set[int]) -> DataFrame:
                     .over(order.rowsBetween(Window.unboundedPreceding, 0)))
     )
     stitched = (
-        marked.groupBy("_fid", "_start")
+        marked.groupBy("_fid", "_start", *facts)
         .agg(F.array_sort(F.collect_list(F.struct("_line", "value"))).alias("_parts"),
              F.sum("_odd").alias("_quotes"), F.count("*").alias("_lines"))
         .select(
             "_fid",
             F.col("_start").alias("_line"),
+            *facts,
             F.array_join(F.transform("_parts", lambda p: p["value"]), "\n").alias("value"),
             (F.col("_quotes") % 2 == 1).alias("_open"),
             F.col("_lines").cast("int").alias("_lines"),

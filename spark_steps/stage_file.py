@@ -160,11 +160,16 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
             return
         if not checks:
             return
-        numbered = with_line_numbers(lines, {path: (i, c) for i, (path, c) in checks.items()})
         multiline = {i for i, (_, c) in checks.items() if c.multiline}
         published = _published(fs, spec, {i: results[i] for i in checks})
         files = [(i, dt.date.fromisoformat(pairs[i][1]), pairs[i][0].rsplit("/", 1)[-1], published[i]) for i in checks]
-        parsed = _with_file_columns(parse_records(records(numbered, multiline), spec), files, as_literals=spread)
+        mapping = {path: (i, c) for i, (path, c) in checks.items()}
+        if spread:
+            numbered = with_line_numbers(lines, mapping)
+            parsed = _with_file_columns(parse_records(records(numbered, multiline), spec), files, as_literals=True)
+        else:  # the file facts ride in the line mapping's broadcast table (see _with_file_columns)
+            numbered = with_line_numbers(lines, mapping, ({f[0]: f[1:] for f in files}, _FILE_COLUMNS[1:]))
+            parsed = parse_records(records(numbered, multiline), spec)
         rows = judged(parsed, spec)
 
         # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
