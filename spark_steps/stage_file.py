@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from spark_steps.contract import CONTRACT, LANDING_NAME, checked_date
 from spark_steps.csv_parse import (
-    FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, local_table, parse_records,
+    FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, parse_records,
     read_lines, records, spark_path_name, with_line_numbers,
 )
 from spark_steps.lakefs import MANIFEST, LakeFS
@@ -166,8 +166,8 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         mapping = {path: (i, c) for i, (path, c) in checks.items()}
         if spread:
             numbered = with_line_numbers(lines, mapping)
-            parsed = _with_file_columns(parse_records(records(numbered, multiline), spec), files, as_literals=True)
-        else:  # the file facts ride in the line mapping's broadcast table (see _with_file_columns)
+            parsed = _file_columns_as_literals(parse_records(records(numbered, multiline), spec), files)
+        else:  # the file facts ride in the line mapping's broadcast table (see _file_columns_as_literals)
             numbered = with_line_numbers(lines, mapping, ({f[0]: f[1:] for f in files}, _FILE_COLUMNS[1:]))
             parsed = parse_records(records(numbered, multiline), spec)
         rows = judged(parsed, spec)
@@ -262,18 +262,13 @@ def _rows_read(checks: dict, multiline: set[int], recs) -> dict[int, int]:
 _FILE_COLUMNS = [("_fid", "int"), ("_day", "date"), ("_file", "string"), ("_pub", "boolean")]
 
 
-def _with_file_columns(parsed, files: list[tuple], as_literals: bool):
-    """Each row's file facts: its day, its file name and whether its accepted rows are
-    published (``files``: ``(fid, day, name, published)``).
-
-    A small input takes them from a small table joined by broadcast: literals end up in the
-    generated code, and code that differs per file or day is compiled again (Janino, then
-    the JIT) on every call instead of reused - most of a warm small file's compile time.
-    A large input takes them as ``CASE`` literals: one compile is nothing next to its run,
-    and a ``CASE`` per row is cheaper than a join (a month of files at most)."""
-    if not as_literals:
-        table = local_table(parsed.sparkSession, files, _FILE_COLUMNS)
-        return parsed.join(F.broadcast(table), "_fid")
+def _file_columns_as_literals(parsed, files: list[tuple]):
+    """A large input's file facts - its day, its file name and whether its accepted rows are
+    published (``files``: ``(fid, day, name, published)``) - as ``CASE`` literals: one
+    compile is nothing next to its run, and a ``CASE`` per row is cheaper than a join (a
+    month of files at most). A small input carries them in the line mapping's broadcast
+    table instead: literals end up in the generated code, and code that differs per file or
+    day is compiled again (Janino, then the JIT) on every call instead of reused."""
 
     def case(position: int, sql_type: str) -> F.Column:
         out = F.lit(None).cast(sql_type)
