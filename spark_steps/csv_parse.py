@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ META_COLUMNS = ("_file", "_line", "_row_error", "_raw")
 _ROW_INDEX_BITS = 33  # monotonically_increasing_id = partition index << 33 | row index
 _CORRUPT = "__wrong_field_count__"  # from_csv puts a line whose field count is wrong here
 _BOM = "\ufeff"
+LITERAL_ROWS = 2000  # local_table: up to this many rows as SQL VALUES
 # A quote between two characters that are neither a quote nor a comma cannot open or
 # close a quoted value (RFC 4180): it is taken as it is, like any CSV reader does.
 _STRAY_QUOTE = r'(?<=[^",])"(?=[^",])'
@@ -245,6 +247,8 @@ def _sql_literal(value) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, decimal.Decimal):
+        return f"{format(value, 'f')}BD"
     if isinstance(value, dt.date):
         return f"DATE'{value.isoformat()}'"
     if isinstance(value, str):
@@ -257,7 +261,8 @@ def local_table(spark: SparkSession, rows: list[tuple], columns: list[tuple[str,
     table. Unlike a classic session's ``createDataFrame`` (a Python RDD), it is a local
     relation: joining it by broadcast starts no Spark job, and its values are data, not
     constants in the generated code (code that differs per file would be compiled anew)."""
-    if any(isinstance(v, str) and "$" in v for row in rows for v in row):  # "${...}" in SQL text is substituted
+    # "${...}" in SQL text is substituted; thousands of rows are faster parsed as data than as SQL
+    if len(rows) > LITERAL_ROWS or any(isinstance(v, str) and "$" in v for row in rows for v in row):
         return spark.createDataFrame(rows, ", ".join(f"`{n}` {t}" for n, t in columns))
     if not rows:
         rows = [tuple(None for _ in columns)]

@@ -26,7 +26,9 @@ from spark_steps.csv_parse import (
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish_days
 from spark_steps.runtime import StepFailed, main
-from spark_steps.validate import accepted_rows, count_verdicts, decided, judged, rejected_rows, verdict_groups
+from spark_steps.validate import (
+    accepted_rows, collected_verdicts, count_verdicts, decided, judged, rejected_rows, verdict_groups,
+)
 
 BROADCAST_REPEATS = 200_000  # keys seen twice joined back by broadcast up to this many
 SPREAD_ABOVE_BYTES = 4 << 20  # larger inputs' lines are spread over the cores (a shuffle)
@@ -144,7 +146,7 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         # job per shuffle stage - most of a small file's cost was those jobs' fixed overhead.
         lines = lines.coalesce(1)
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
-    groups_df = None
+    groups_df = judged_df = None
     try:
         try:
             checks = _checked_files(spec, lines, pairs, readable, inputs, fail)
@@ -171,10 +173,19 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
             numbered = with_line_numbers(lines, mapping, ({f[0]: f[1:] for f in files}, _FILE_COLUMNS[1:]))
             parsed = parse_records(records(numbered, multiline), spec)
         rows = judged(parsed, spec)
-
-        # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
-        groups_df = verdict_groups(rows, spec).persist(StorageLevel.MEMORY_AND_DISK)
-        counts = count_verdicts(groups_df)
+        if spread:
+            # Pass 1: the verdict counts and the keys seen twice (a narrow aggregate, kept).
+            groups_df = verdict_groups(rows, spec).persist(StorageLevel.MEMORY_AND_DISK)
+            counts = count_verdicts(groups_df)
+            repeated = groups_df
+        else:
+            # A small input's judged rows are kept: the writes below then start from them,
+            # and Spark plans and compiles the parse and the rules once instead of once per
+            # pass (planning, not the rows, is most of a small input's cost). Its verdict
+            # groups are few (one per reason, one per key seen twice): collected, they come
+            # back as data, so joining the repeats back starts no Spark job.
+            rows = judged_df = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            counts, repeated = collected_verdicts(rows, spec)
         rows_read = _rows_read(checks, multiline, records(numbered, multiline))
         repeats = sum(c.get("duplicate_key", 0) for c in counts.values())
         for i in checks:
@@ -182,13 +193,13 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
             rejected = sum(by_reason.values())
             results[i].update(rows_read=rows_read[i], rows_accepted=rows_read[i] - rejected,
                               rows_rejected=rejected, rejects_by_reason=by_reason)
-        final = decided(rows, spec, groups_df if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
+        final = decided(rows, spec, repeated if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
         # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
         # partitioned by day, then every day published on its own.
         _publish(fs, spec, final, {i: results[i] for i in checks}, published,
                  any(results[i]["rows_rejected"] for i in checks), spread)
     finally:
-        for df in (groups_df, lines):
+        for df in (groups_df, judged_df, lines):
             if df is not None:
                 df.unpersist()
 

@@ -165,6 +165,29 @@ def count_verdicts(groups: DataFrame) -> dict[int, dict[str, int]]:
     return out
 
 
+def collected_verdicts(rows: DataFrame, table: Table) -> tuple[dict[int, dict[str, int]], DataFrame]:
+    """``verdict_groups`` collected (one action; for inputs whose groups are few): the
+    counts as ``count_verdicts`` gives them, and the repeated keys as a local table for
+    ``decided``."""
+    from spark_steps.csv_parse import local_table
+
+    groups = verdict_groups(rows, table).collect()
+    out: dict[int, dict[str, int]] = {}
+    for g in groups:
+        reason, n = (g["reason"], g["_n"]) if g["reason"] is not None else (REASON_DUPLICATE, g["_n"] - 1)
+        out.setdefault(g["_fid"], {})
+        out[g["_fid"]][reason] = out[g["_fid"]].get(reason, 0) + n
+    out = {fid: by for fid, by in out.items() if any(by.values())}
+    types = {c.name: c.type for c in table.columns}
+    keys = _key_names(table)
+    repeated = local_table(
+        rows.sparkSession,
+        [(g["_fid"], None, *[g[k] for k in keys], g["_n"], g["_first_line"]) for g in groups if g["reason"] is None],
+        [("_fid", "int"), ("reason", "string"), *[(_typed_name(k), types[k]) for k in table.unique_key],
+         ("_n", "bigint"), ("_first_line", "bigint")])
+    return out, repeated
+
+
 def decided(rows: DataFrame, table: Table, groups: DataFrame | None, broadcast: bool = True) -> DataFrame:
     """``rows`` (from ``judged``) with repeats of a kept key rejected as duplicate_key:
     ``_first_line`` is the kept row's line. ``groups`` None: no row repeats a key."""
