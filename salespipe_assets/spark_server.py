@@ -37,6 +37,11 @@ SESSION_TIMEOUT = "15m"
 # An operation whose client went away (a run killed mid-step) keeps the server's cores until
 # it has been detached this long (default 5 minutes); a live client reattaches at once.
 DETACHED_TIMEOUT = "20s"
+# The server notices that a client is gone only when it ends the client's execute stream,
+# which it does after this long (default 2 minutes; a live client reattaches at once, so a
+# long query pays one cheap reattach per period). Together: a killed run's query gives the
+# cores back within about 30 s instead of 2.5 minutes.
+STREAM_PERIOD = "10s"
 
 
 @dataclass
@@ -109,6 +114,7 @@ def server_conf(master: str, port: int) -> dict[str, str]:
         "spark.connect.session.manager.defaultSessionTimeout": SESSION_TIMEOUT,
         "spark.connect.execute.manager.detachedTimeout": DETACHED_TIMEOUT,
         "spark.connect.execute.manager.maintenanceInterval": "5s",
+        "spark.connect.execute.reattachable.senderMaxStreamDuration": STREAM_PERIOD,
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.driver.host": "127.0.0.1",
         "spark.ui.enabled": "false",

@@ -190,15 +190,7 @@ def dev(tmp_path_factory):
     root = tmp_path_factory.mktemp("dev")
     home = root / "home"
     env = {k: v for k, v in os.environ.items() if k not in ("SALESPIPE_SPARK_REMOTE", "SPARK_REMOTE")}
-    # The server holds a client's execute stream open for up to 2 minutes (Spark's
-    # senderMaxStreamDuration; a live client then reattaches): only then does it notice that a
-    # killed run is gone, and its DETACHED_TIMEOUT starts. 10 s here: the killed run's query is
-    # given up within about 35 s instead of 2.5 minutes. The project's own settings still
-    # decide the rest (spark-defaults.conf is read under the --conf flags salespipe dev gives).
-    conf_dir = root / "spark-conf"
-    conf_dir.mkdir()
-    (conf_dir / "spark-defaults.conf").write_text("spark.connect.execute.reattachable.senderMaxStreamDuration 10s\n")
-    env.update({"DAGSTER_HOME": str(home), "SUPERSET_URL": "", "SPARK_CONF_DIR": str(conf_dir)})
+    env.update({"DAGSTER_HOME": str(home), "SUPERSET_URL": ""})
     proc = subprocess.Popen([str(Path(sys.executable).parent / "salespipe"), "dev", "--lake", str(root / "lake"),
                              "--port", str(free_port())], env=env, stdout=open(root / "dev.log", "wb"),
                             stderr=subprocess.STDOUT, preexec_fn=_own_group, cwd=str(PROJECT_ROOT))
