@@ -65,7 +65,8 @@ def catch_up(ctx: BenchContext, name: str, days: int, scale: float) -> dict:
     return {"name": name, "days": days, "scale": scale, "weeks": len(weeks),
             "generated_rows": ctx.upstream_facts(upstream)["rows"],
             "wall_seconds": round(wall, 2), "seconds_per_day": round(wall / days, 3),
-            "runs": _runs_by_job(home), "load_average": {"start": load_start, "end": load_average()}}
+            "runs": _runs_by_job(home), "steps": _step_seconds(home),
+            "load_average": {"start": load_start, "end": load_average()}}
 
 
 def _weeks(days: int) -> list[str]:
@@ -76,13 +77,35 @@ def _weeks(days: int) -> list[str]:
 
 def _runs_by_job(home: Path) -> dict[str, int]:
     """How many runs of each job the command made, from its Dagster instance."""
+    return _with_instance(home, lambda instance: dict(Counter(r.job_name for r in instance.get_runs())))
+
+
+def _step_seconds(home: Path) -> dict[str, dict[str, float]]:
+    """Where the wall time went: per job, each run's wall (start to end) and each step's
+    seconds, summed over the job's runs; what the command did besides is the rest."""
+    def collect(instance) -> dict:
+        out: dict[str, dict[str, float]] = {}
+        for run in instance.get_runs():
+            by = out.setdefault(run.job_name, {})
+            record = instance.get_run_record_by_id(run.run_id)
+            if record and record.start_time and record.end_time:
+                by["run_wall"] = round(by.get("run_wall", 0) + record.end_time - record.start_time, 2)
+            for step in instance.get_run_step_stats(run.run_id):
+                if step.start_time and step.end_time:
+                    by[step.step_key] = round(by.get(step.step_key, 0) + step.end_time - step.start_time, 2)
+        return out
+
+    return _with_instance(home, collect)
+
+
+def _with_instance(home: Path, fn):
     import dagster as dg
 
     before = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with dg.DagsterInstance.get() as instance:
-            return dict(Counter(r.job_name for r in instance.get_runs()))
+            return fn(instance)
     finally:
         if before is None:
             os.environ.pop("DAGSTER_HOME", None)
