@@ -48,9 +48,10 @@ def _java_home_once() -> None:
 
 
 def spark_session(app_name: str = "salespipe", master: str | None = None, conf: dict | None = None,
-                  remote: str | None = None):
+                  remote: str | None = None, input_bytes: int | None = None):
     """A classic session (``master``), or with ``remote`` (sc://host:port) a new Spark Connect
-    session of its own on that server."""
+    session of its own on that server. ``input_bytes``: the landed bytes a local JVM started
+    here is for (its JIT settings, see jvm_options); an existing session is returned as it is."""
     if remote:
         return connect_session(remote, conf)
     # pyspark picks classic or Connect functions by this process-wide flag, which creating a
@@ -63,13 +64,13 @@ def spark_session(app_name: str = "salespipe", master: str | None = None, conf: 
     # master, and getOrCreate a Connect session: this one is classic.
     remote_env = os.environ.pop("SPARK_REMOTE", None)
     try:
-        return _classic_builder(app_name, master, conf).getOrCreate()
+        return _classic_builder(app_name, master, conf, input_bytes).getOrCreate()
     finally:
         if remote_env is not None:
             os.environ["SPARK_REMOTE"] = remote_env
 
 
-def _classic_builder(app_name: str, master: str | None, conf: dict | None):
+def _classic_builder(app_name: str, master: str | None, conf: dict | None, input_bytes: int | None = None):
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -84,7 +85,7 @@ def _classic_builder(app_name: str, master: str | None, conf: dict | None):
     settings = {**defaults, **(conf or {})}
     if (master or "").startswith("local"):
         settings["spark.driver.extraJavaOptions"] = local_driver_java_options(
-            settings.get("spark.driver.extraJavaOptions", ""))
+            settings.get("spark.driver.extraJavaOptions", ""), input_bytes)
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder

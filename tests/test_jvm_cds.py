@@ -6,6 +6,7 @@ through its MXBean."""
 from __future__ import annotations
 
 from spark_steps import jvm_cds
+from spark_steps.jvm_options import LARGE_INPUT_BYTES
 from spark_steps.runtime import local_driver_java_options
 
 
@@ -81,3 +82,23 @@ def test_the_jvm_options_and_the_archive_builder_do_not_import_each_other():
     assert "spark_steps.jvm_cds" not in _imported_modules(runtime)
     assert not {"spark_steps.jvm_cds", "spark_steps.runtime"} & _imported_modules(jvm_options)
     assert jvm_cds.driver_java_options is jvm_options.cds_java_options  # one definition of the archive's options
+
+
+def test_a_large_landed_input_gets_the_tiered_jit(monkeypatch):
+    # measured (jvm_options): C1 alone wins on a demo day, tiered C1+C2 on a scale-1 file
+    monkeypatch.setenv(jvm_cds.ENV_VAR, "off")
+    cache = "-XX:ReservedCodeCacheSize=240m"
+    assert local_driver_java_options("", input_bytes=LARGE_INPUT_BYTES - 1) == f"-XX:TieredStopAtLevel=1 {cache}"
+    assert local_driver_java_options("", input_bytes=LARGE_INPUT_BYTES) == cache
+    assert local_driver_java_options("-XX:TieredStopAtLevel=1", input_bytes=LARGE_INPUT_BYTES) == \
+        f"-XX:TieredStopAtLevel=1 {cache}"
+
+
+def test_the_session_builder_is_given_the_jit_of_its_input(monkeypatch):
+    # the options a new local JVM would be started with (no JVM is started here)
+    from spark_steps.runtime import _classic_builder
+
+    monkeypatch.setenv(jvm_cds.ENV_VAR, "off")
+    small = _classic_builder("t", "local[1]", {}, input_bytes=140_000)._options["spark.driver.extraJavaOptions"]
+    large = _classic_builder("t", "local[1]", {}, input_bytes=16 << 20)._options["spark.driver.extraJavaOptions"]
+    assert "TieredStopAtLevel=1" in small and "Tiered" not in large

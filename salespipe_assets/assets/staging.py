@@ -83,8 +83,11 @@ def stage_day(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime
                 files[table].append({"source": landed[table].rel, "business_date": partition})
 
     # One multi-file step per table (all its days in one Spark read), the tables side by side.
+    # Every table's step is told the whole range's size: the first one starts a local JVM.
+    size = sum(landed_days[p].files[t].size for p in context.partition_keys if p in landed_days
+               for t in tables if t in landed_days[p].files)
     with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
-        futures = {t: pool.submit(_stage_table, context, spark, lake, t, files[t]) for t in tables if files[t]}
+        futures = {t: pool.submit(_stage_table, context, spark, lake, t, files[t], size) for t in tables if files[t]}
     for table, future in futures.items():
         try:
             outcomes = future.result()
@@ -98,9 +101,11 @@ def stage_day(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime
         raise dg.Failure(description="\n".join(failures), allow_retries=False)
 
 
-def _stage_table(context, spark: SparkRuntime, lake: Lake, table: str, files: list[dict]) -> list[dict]:
+def _stage_table(context, spark: SparkRuntime, lake: Lake, table: str, files: list[dict],
+                 range_bytes: int) -> list[dict]:
     """``[{"result": ..., "failure": None | "<file>: <reason>"}]``, one per file, in order."""
-    return spark.run_step(context, "stage_file", lake=lake.root, table=table, files=files)["outcomes"]
+    return spark.run_step(context, "stage_file", input_bytes=range_bytes, lake=lake.root, table=table,
+                          files=files)["outcomes"]
 
 
 def _materializations(context: dg.AssetExecutionContext, table: str, results: list[dict], query: QueryEngine):

@@ -123,7 +123,8 @@ class EMRSparkRuntime(SparkRuntime):
         return f"salespipe-{self._run_id}"
 
     # -- the interface the assets call -------------------------------------------------
-    def run_step(self, context: dg.AssetExecutionContext, step: str, **args) -> dict:
+    def run_step(self, context: dg.AssetExecutionContext, step: str, input_bytes: int | None = None, **args) -> dict:
+        # input_bytes picks a local JVM's JIT settings; the cluster's JVMs are EMR's
         cluster_id = self._ensure_cluster(context)
         bucket, prefix = split_s3(self.artifacts_uri)
         pipes_prefix = f"{prefix}/pipes/{self._run_id}".lstrip("/")

@@ -84,14 +84,14 @@ class SparkRuntime(LazyPySparkResource):
         if self._spark_session is None:
             self._spark_session = self._new_session()
 
-    def _new_session(self):
+    def _new_session(self, input_bytes: int | None = None):
         if self.target == "connect":
             session = spark_session(app_name="salespipe", remote=self.remote, conf=self.conf)
             if urlparse(self.remote).hostname not in _LOOPBACK:
                 _ship_steps_package(session)  # a server elsewhere cannot import ours
             return session
         if self.target == "local":
-            return spark_session(app_name="salespipe", master=self.master, conf=self.conf)
+            return spark_session(app_name="salespipe", master=self.master, conf=self.conf, input_bytes=input_bytes)
         # Executors start this interpreter, so it must exist on the workers at this path.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         conf = {"spark.pyspark.python": os.environ["PYSPARK_PYTHON"], **self.conf}
@@ -99,17 +99,19 @@ class SparkRuntime(LazyPySparkResource):
         _ship_steps_package(session)
         return session
 
-    def session(self):
+    def session(self, input_bytes: int | None = None):
+        """The run's session. ``input_bytes``: the landed bytes the step reads, which decide
+        a local JVM's JIT settings when this call starts it (``spark_steps.jvm_options``)."""
         if self.target != "connect":  # getOrCreate: the process's one session, made again if stopped
-            self._spark_session = self._new_session()
+            self._spark_session = self._new_session(input_bytes)
         session = self.spark_session
         use_session_kind(session)
         return session
 
-    def run_step(self, context: dg.AssetExecutionContext, step: str, **args) -> dict:
+    def run_step(self, context: dg.AssetExecutionContext, step: str, input_bytes: int | None = None, **args) -> dict:
         module = importlib.import_module(f"spark_steps.{step}")
         try:
-            return module.run(self.session(), run_id=context.run.run_id, **args)
+            return module.run(self.session(input_bytes), run_id=context.run.run_id, **args)
         except StepFailed as exc:
             raise step_failure(str(exc), exc.result) from None
         except LakeWriteError as exc:
