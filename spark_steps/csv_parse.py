@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import decimal
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -247,8 +246,6 @@ def _sql_literal(value) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, decimal.Decimal):
-        return f"{format(value, 'f')}BD"
     if isinstance(value, dt.date):
         return f"DATE'{value.isoformat()}'"
     if isinstance(value, str):

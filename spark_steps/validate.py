@@ -24,6 +24,7 @@ from spark_steps.contract import (
     REASON_TYPE,
     Table,
 )
+from spark_steps.csv_parse import local_table
 
 INT_PATTERN = r"^[+-]?[0-9]+$"
 DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
@@ -169,15 +170,12 @@ def collected_verdicts(rows: DataFrame, table: Table) -> tuple[dict[int, dict[st
     """``verdict_groups`` collected (one action; for inputs whose groups are few): the
     counts as ``count_verdicts`` gives them, and the repeated keys as a local table for
     ``decided``."""
-    from spark_steps.csv_parse import local_table
-
     groups = verdict_groups(rows, table).collect()
     out: dict[int, dict[str, int]] = {}
-    for g in groups:
+    for g in groups:  # a key group is kept only when seen twice, so every n here is > 0
         reason, n = (g["reason"], g["_n"]) if g["reason"] is not None else (REASON_DUPLICATE, g["_n"] - 1)
-        out.setdefault(g["_fid"], {})
-        out[g["_fid"]][reason] = out[g["_fid"]].get(reason, 0) + n
-    out = {fid: by for fid, by in out.items() if any(by.values())}
+        by_reason = out.setdefault(g["_fid"], {})
+        by_reason[reason] = by_reason.get(reason, 0) + n
     types = {c.name: c.type for c in table.columns}
     keys = _key_names(table)
     repeated = local_table(

@@ -73,6 +73,7 @@ def stage_day(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime
     tables = [t for t in TABLES if staged_key(t) in context.selected_asset_keys]
     failures = []
     files: dict[str, list[dict]] = {t: [] for t in tables}
+    size = 0  # the range's landed bytes: every table's step is told (the first starts a local JVM)
     for partition in context.partition_keys:
         landed = landed_days.get(partition, DayFiles(partition)).files
         missing = [t for t in tables if t not in landed]
@@ -81,11 +82,9 @@ def stage_day(context: dg.AssetExecutionContext, lake: Lake, spark: SparkRuntime
         for table in tables:
             if table in landed:
                 files[table].append({"source": landed[table].rel, "business_date": partition})
+                size += landed[table].size
 
     # One multi-file step per table (all its days in one Spark read), the tables side by side.
-    # Every table's step is told the whole range's size: the first one starts a local JVM.
-    size = sum(landed_days[p].files[t].size for p in context.partition_keys if p in landed_days
-               for t in tables if t in landed_days[p].files)
     with ThreadPoolExecutor(max_workers=max(1, len(tables))) as pool:
         futures = {t: pool.submit(_stage_table, context, spark, lake, t, files[t], size) for t in tables if files[t]}
     for table, future in futures.items():
