@@ -25,7 +25,7 @@ from spark_steps.csv_parse import (
 )
 from spark_steps.lakefs import MANIFEST, LakeFS
 from spark_steps.publish import publish_days
-from spark_steps.runtime import StepFailed, main
+from spark_steps.runtime import StepFailed, is_connect, main
 from spark_steps.validate import (
     accepted_rows, collected_verdicts, count_verdicts, decided, judged, rejected_rows, verdict_groups,
 )
@@ -184,7 +184,14 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
             # pass (planning, not the rows, is most of a small input's cost). Its verdict
             # groups are few (one per reason, one per key seen twice): collected, they come
             # back as data, so joining the repeats back starts no Spark job.
-            rows = judged_df = rows.persist(StorageLevel.MEMORY_AND_DISK)
+            if is_connect(spark):
+                # A Connect server analyzes every plan it is sent from scratch, and the
+                # parse and the rules are most of a small input's analysis: checkpointed,
+                # the passes below send a plan that starts from the rows. Released when
+                # the DataFrame is garbage collected (or the session ends).
+                rows = rows.localCheckpoint(eager=True)
+            else:
+                rows = judged_df = rows.persist(StorageLevel.MEMORY_AND_DISK)
             counts, repeated = collected_verdicts(rows, spec)
         rows_read = _rows_read(checks, multiline, records(numbered, multiline))
         repeats = sum(c.get("duplicate_key", 0) for c in counts.values())
