@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess  # nosec B404  # the wheel's spark-submit with an argument list, no shell
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -230,17 +231,33 @@ def supervise(home: str | Path, master: str, port: int, driver_memory: str, watc
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     proc, state = launch(home, master, port, driver_memory)
+    _warm_up_in_background(state, proc)
     try:
         while not stopping and pid_alive(watch_pid):
             if proc.poll() is not None:
                 print(f"Spark Connect server exited ({proc.returncode}); restarting it on port {port}", flush=True)
                 proc, state = launch(home, master, port, driver_memory)
+                _warm_up_in_background(state, proc)
             time.sleep(1)
     finally:
         terminate(proc.pid)
         if (read_state(home) or state).pid == state.pid:
             state_file(home).unlink(missing_ok=True)
     return 0
+
+
+def _warm_up_in_background(state: ServerState, proc: subprocess.Popen) -> None:
+    """Once the server answers, warm it (``spark_warmup``) without holding up the supervisor."""
+    def warm() -> None:
+        try:
+            wait_ready(state, proc)
+            from salespipe_assets.spark_warmup import warm_up
+
+            print(f"Spark Connect server warmed up in {warm_up(state.url):.1f} s", flush=True)
+        except Exception as exc:  # best effort: the first run pays the cold start instead
+            print(f"Spark Connect server warm-up skipped: {type(exc).__name__}: {exc}", flush=True)
+
+    threading.Thread(target=warm, name="spark-warm-up", daemon=True).start()
 
 
 def start_supervised(home: str | Path, master: str = "local[2]", driver_memory: str = DEFAULT_DRIVER_MEMORY,

@@ -223,6 +223,8 @@ def test_salespipe_dev_starts_the_server_on_loopback_next_to_dagster(dev):
     assert _listening_addresses(state.port) and _listening_addresses(state.port) <= LOOPBACK
     assert spark_server.SERVER_CLASS in _cmdline(state.pid)
     assert Path(state.log) == home / "spark-connect" / "server.log"
+    # the supervisor warms the new server (a tiny day staged and its week built elsewhere)
+    _wait_for_line(home / "spark-connect" / "supervisor.log", "Spark Connect server warmed up in", timeout=300)
 
 
 def test_a_run_killed_mid_step_leaves_the_server_usable_for_the_next_run(dev, tmp_path):
