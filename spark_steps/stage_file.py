@@ -139,10 +139,13 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
     lines = read_lines(spark, list(inputs.values()))
     spread = sum(results[i]["source_file"]["size"] for i in readable) > SPREAD_ABOVE_BYTES
-    if spread and len(readable) < (_local_cores(spark) or len(readable) + 1):
-        # Few large files (a gzip file is one task): spread. With a file per core or more
-        # the reads already use every core, and the shuffle only costs (3 scale-1 sales
-        # files on 2 cores: 22-27 s staged instead of 30-33 s).
+    sizes = [results[i]["source_file"]["size"] for i in readable]
+    if spread and (len(readable) < (_local_cores(spark) or len(readable) + 1) or max(sizes) > SPREAD_ABOVE_BYTES):
+        # A gzip file is read by one task: large files are spread over the cores. Many
+        # small files (a month of demo days) already give every local core its share, and
+        # the shuffle would only cost (28 demo days: stage_day 51 s -> 30 s). Large files
+        # stay spread even when there are more than cores: seven scale-1 sales files on
+        # local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
         lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
     else:
         # Small inputs in one partition (no shuffle: coalesce): Spark then needs no exchange
