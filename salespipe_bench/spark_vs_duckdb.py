@@ -102,9 +102,12 @@ def measure_at(ctx: BenchContext, scale: float) -> dict:
     steps: dict[str, float] = {}
     runs = {"daily_job": 0.0, "weekly_job": 0.0}
     run_count = {"daily_job": 0, "weekly_job": 0}
-    for r in run["runs"]:
-        runs[r["job"]] += r["seconds"] or 0.0
-        run_count[r["job"]] += 1
+    seen = set()
+    for r in run["runs"]:  # one entry per partition; a range run's partitions share its run
+        if r.get("run_id") not in seen:
+            seen.add(r.get("run_id"))
+            runs[r["job"]] += r["seconds"] or 0.0
+            run_count[r["job"]] += 1
         for step, s in r["steps"].items():
             steps[step] = steps.get(step, 0.0) + s
     spark_steps = sum(steps.get(s, 0.0) for s in SPARK_STEPS)

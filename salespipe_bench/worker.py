@@ -79,7 +79,7 @@ def main() -> None:
         for o in summary.days + summary.weeks:
             record = instance.get_run_record_by_id(o.run_id)
             runs.append({
-                "job": record.dagster_run.job_name, "partition": o.partition, "ok": o.ok,
+                "job": record.dagster_run.job_name, "run_id": o.run_id, "partition": o.partition, "ok": o.ok,
                 "seconds": (record.end_time - record.start_time) if record.start_time and record.end_time else None,
                 "steps": {k: round(v, 3) for k, v in o.step_seconds.items()},
                 "errors": o.errors,
