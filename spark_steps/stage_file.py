@@ -138,8 +138,8 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     # replaced meanwhile. A gzip file is read by one task: large inputs are spread.
     inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
     lines = read_lines(spark, list(inputs.values()))
-    spread = sum(results[i]["source_file"]["size"] for i in readable) > SPREAD_ABOVE_BYTES
     sizes = [results[i]["source_file"]["size"] for i in readable]
+    spread = sum(sizes) > SPREAD_ABOVE_BYTES
     if spread and (len(readable) < (_local_cores(spark) or len(readable) + 1) or max(sizes) > SPREAD_ABOVE_BYTES):
         # A gzip file is read by one task: large files are spread over the cores. Many
         # small files (a month of demo days) already give every local core its share, and
