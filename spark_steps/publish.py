@@ -66,14 +66,17 @@ def _arrow_schema(df: DataFrame):
 
 
 def publish_days(df: DataFrame, lake: LakeFS, days: dict[int, tuple[str, dict]], sort_by: str,
-                 any_rows: bool = True, spread: bool = True, filtered: bool = False) -> list[dict]:
+                 any_rows: bool = True, layout: str = "spread", filtered: bool = False) -> list[dict]:
     """Publish the rows of several days, told apart by the column ``_fid``, each as its
     own dataset ``days[fid] = (final_rel, manifest)``: one Spark write partitioned by
     ``_fid`` into a hidden staging directory, then every day's single sorted Parquet file
     published atomically with its manifest (``LakeFS.publish``). A day without rows gets
     an empty Parquet file with the schema; with ``any_rows`` false Spark writes nothing.
-    ``spread`` false (a small input): the rows are brought into one task without a shuffle
-    (``coalesce``), so the write is one Spark job. ``filtered``: ``df`` holds only rows of
+    ``layout``: how the rows reach the write's tasks. "spread": shuffled by day, over the
+    cores. "one" (a small input): brought into one task without a shuffle (``coalesce``),
+    so the write is one Spark job. "as_read": every day's rows are in one partition already
+    (each came from one gzip file, one task of the read, and nothing shuffled them): written
+    as they are, one task per partition, a day still one file. ``filtered``: ``df`` holds only rows of
     the ``days`` already. Returns the schema (without ``_fid``)."""
     import os
     import tempfile
@@ -88,11 +91,13 @@ def publish_days(df: DataFrame, lake: LakeFS, days: dict[int, tuple[str, dict]],
         written = lake.spark_output(next(iter(days.values()))[0])
         try:
             rows = df if filtered else df.where(F.col("_fid").isin(*days))
-            if spread:
+            if layout == "spread":
                 parts = min(len(days), int(df.sparkSession.conf.get("spark.sql.shuffle.partitions")))
                 rows = rows.repartition(parts, "_fid")
-            else:
+            elif layout == "one":
                 rows = rows.coalesce(1)
+            elif layout != "as_read":
+                raise ValueError(f"unknown layout {layout!r}")
             (rows.sortWithinPartitions("_fid", sort_by).withColumnRenamed("_fid", "fid")
              .write.mode("error").partitionBy("fid").parquet(written))
         except Exception as exc:

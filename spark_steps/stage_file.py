@@ -141,17 +141,17 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     sizes = [results[i]["source_file"]["size"] for i in readable]
     spread = sum(sizes) > SPREAD_ABOVE_BYTES
     if spread and (len(readable) < (_local_cores(spark) or len(readable) + 1) or max(sizes) > SPREAD_ABOVE_BYTES):
-        # A gzip file is read by one task: large files are spread over the cores. Many
-        # small files (a month of demo days) already give every local core its share, and
-        # the shuffle would only cost (28 demo days: stage_day 51 s -> 30 s). Large files
-        # stay spread even when there are more than cores: seven scale-1 sales files on
-        # local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
+        # A gzip file is read by one task: large files are spread over the cores. Large
+        # files stay spread even when there are more than cores: seven scale-1 sales files
+        # on local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
         lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
+        reshuffled = True
     else:
-        # Small inputs in one partition (no shuffle: coalesce): Spark then needs no exchange
-        # for any aggregate or write below, so each pass is one job of one task instead of a
-        # job per shuffle stage - most of a small file's cost was those jobs' fixed overhead.
-        lines = lines.coalesce(1)
+        # As read: one small file is one partition, and Spark packs many small files into
+        # about one partition per core (a month of demo days: 2 on local[2]). Squeezed into
+        # one partition they left a core idle: 28 demo days' five tables, one warm local[2]
+        # session, 4 rounds, 15.9-17.1 s in one partition, 12.3-13.0 s as read.
+        reshuffled = False
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     groups_df = judged_df = None
     try:
@@ -210,8 +210,14 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         final = decided(rows, spec, repeated if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
         # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
         # partitioned by day, then every day published on its own.
+        # A gzip file is one task of the read, and a small input is not shuffled (unless a
+        # file's records span lines, or its repeats are too many to broadcast: both are
+        # shuffles): each day's rows are in one partition already, the writes keep them there.
+        as_read = (not spread and not reshuffled and not multiline and repeats <= BROADCAST_REPEATS
+                   and all(pairs[i][0].endswith(".gz") for i in checks))
         _publish(fs, spec, final, {i: results[i] for i in checks}, published,
-                 any(results[i]["rows_rejected"] for i in checks), spread)
+                 any(results[i]["rows_rejected"] for i in checks), "spread" if spread else
+                 "as_read" if as_read else "one")
     finally:
         for df in (groups_df, judged_df, lines):
             if df is not None:
@@ -327,7 +333,7 @@ def _published(fs: LakeFS, spec, results: dict[int, dict]) -> dict[int, bool]:
 
 
 def _publish(fs: LakeFS, spec, final, results: dict[int, dict], published: dict[int, bool], any_rejects: bool,
-             spread: bool) -> None:
+             layout: str) -> None:
     def manifest(i: int, dataset: str, count_key: str) -> dict:
         r = results[i]
         return {"business_date": r["business_date"], "run_id": r["run_id"], "source_files": [r["source_file"]],
@@ -340,11 +346,11 @@ def _publish(fs: LakeFS, spec, final, results: dict[int, dict], published: dict[
     out = {i: output_path(spec.name, results[i]["business_date"]) for i in results if published[i]}
     schema = publish_days(accepted, fs, {i: (rel, manifest(i, rel, "rows_accepted")) for i, rel in out.items()},
                           sort_by="source_line", any_rows=any(results[i]["rows_accepted"] for i in out),
-                          spread=spread, filtered=True)
+                          layout=layout, filtered=True)
     rejected = rejected_rows(final, spec)
     rej = {i: rejects_path(spec.name, results[i]["business_date"]) for i in results}
     publish_days(rejected, fs, {i: (rel, manifest(i, rel, "rows_rejected")) for i, rel in rej.items()},
-                 sort_by="line_number", any_rows=any_rejects, spread=spread, filtered=True)
+                 sort_by="line_number", any_rows=any_rejects, layout=layout, filtered=True)
     for i, r in results.items():
         r.update(output_path=fs.uri(output_path(spec.name, r["business_date"])), published=published[i],
                  rejects_path=fs.uri(rej[i]), schema=schema)

@@ -148,3 +148,32 @@ def test_a_truncated_gzip_among_good_files_is_quarantined_and_the_others_staged(
     assert out[1]["failure"].startswith(f"raw/sales_{DAYS[1]}.csv.gz: truncated gzip")
     assert (tmp_path / "quarantine" / f"sales_{DAYS[1]}.csv.gz").read_bytes() == broken
     assert [r[-1] for r in _partition(tmp_path, "staged", "sales", DAYS[0], "source_line")] == [2, 3]
+
+
+def test_gzip_days_more_than_the_cores_are_written_as_read_each_day_one_sorted_file(spark, tmp_path):
+    """Small gzip days, more of them than local[2] has cores: Spark packs them into a
+    partition per core, and the writes keep each day in the task that read it (no shuffle).
+    Each day still publishes one Parquet file, sorted, equal to its single-file run."""
+    days = [f"2024-01-{d:02d}" for d in range(7, 13)]
+    contents = {}
+    for n, day in enumerate(days):
+        rows = [sales_row(100 * n + i, day=day, qty="x" if i == 3 else "1.00") for i in range(8, 0, -1)]
+        contents[day] = gzip.compress((SALES.header + "\n" + "\n".join(rows + [rows[0]]) + "\n").encode(), mtime=0)
+    multi, single = tmp_path / "multi", tmp_path / "single"
+    batch = [{"source": _land(multi, f"sales_{day}.csv.gz", body), "business_date": day} for day, body in contents.items()]
+    out = stage_file.run(spark, lake=str(multi), table="sales", files=batch, run_id="r")["outcomes"]
+    assert [o["failure"] for o in out] == [None] * len(days)
+    for day, o in zip(days, out):
+        assert (o["result"]["rows_read"], o["result"]["rows_accepted"]) == (9, 7), o["result"]
+        alone = stage_file.run(spark, lake=str(single), table="sales",
+                               source=_land(single, f"sales_{day}.csv.gz", contents[day]), business_date=day, run_id="r")
+        assert alone["rejects_by_reason"] == o["result"]["rejects_by_reason"] == {"duplicate_key": 1,
+                                                                                  "unparseable_value": 1}
+        for kind, order in (("staged", "source_line"), ("rejects", "line_number")):
+            partition = multi / kind / "sales" / f"business_date={day}"
+            assert sorted(p.name for p in partition.iterdir()) == ["_SUCCESS", "_manifest.json", "part-00000.parquet"]
+            # the file itself is in line order (not only when a query sorts it)
+            with duckdb.connect() as con:
+                as_stored = con.sql(f"SELECT * FROM read_parquet('{partition}/*.parquet', hive_partitioning = false)")
+                assert as_stored.fetchall() == _partition(multi, kind, "sales", day, order)
+            assert _partition(multi, kind, "sales", day, order) == _partition(single, kind, "sales", day, order)
