@@ -111,9 +111,11 @@ def _materializations(context: dg.AssetExecutionContext, table: str, results: li
     key = staged_key(table)
     yield from materialize(context, key, {r["business_date"]: _metadata(r) for r in results},
                            reports={r["business_date"]: r for r in results})
+    counted = iter(query.parquet_rows_of([uri for r in results
+                                          for uri in (r["rejects_path"], *([r["output_path"]] if r["published"] else []))]))
     for r in results:
-        rejected_stored = query.parquet_rows(r["rejects_path"])
-        accepted_stored = query.parquet_rows(r["output_path"]) if r["published"] else r["rows_accepted"]
+        rejected_stored = next(counted)
+        accepted_stored = next(counted) if r["published"] else r["rows_accepted"]
         yield check_evaluation(
             context, key, RECONCILE, r["business_date"],
             passed=r["rows_read"] == accepted_stored + rejected_stored,

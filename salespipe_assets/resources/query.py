@@ -66,6 +66,10 @@ class QueryEngine(dg.ConfigurableResource):
         """Rows in the Parquet files of a dataset directory."""
         raise NotImplementedError
 
+    def parquet_rows_of(self, uris: list[str]) -> list[int]:
+        """``parquet_rows`` of each dataset directory, in order."""
+        return [self.parquet_rows(uri) for uri in uris]
+
 
 class DuckDBQueryEngine(QueryEngine):
     """DuckDB over the local catalog's views (or in memory), reading the lake's Parquet."""
@@ -80,6 +84,12 @@ class DuckDBQueryEngine(QueryEngine):
             return con.execute(sql, params or []).fetchall()
 
     def parquet_rows(self, uri: str) -> int:
-        path = uri.removeprefix("file://").rstrip("/")
+        return self.parquet_rows_of([uri])[0]
+
+    def parquet_rows_of(self, uris: list[str]) -> list[int]:
+        # One connection for all: opening one costs about 14 ms, a count from the Parquet
+        # footers under 1 ms (a month of days has 280 datasets to count).
         with duckdb.connect(":memory:") as con:  # no catalog needed: never waits for its lock
-            return con.execute("SELECT count(*) FROM read_parquet(?)", [f"{path}/*.parquet"]).fetchone()[0]
+            return [con.execute("SELECT count(*) FROM read_parquet(?)",
+                                [f"{uri.removeprefix('file://').rstrip('/')}/*.parquet"]).fetchone()[0]
+                    for uri in uris]
