@@ -53,7 +53,7 @@ def _sales_files():
 
 @pytest.fixture(params=["small input", "large input"])
 def input_size(request, monkeypatch):
-    """Both ways the step stages a batch: small inputs (one partition, file facts joined from
+    """Both ways the step stages a batch: small inputs (not shuffled, file facts joined from
     a broadcast table) and large ones (spread over the cores, file facts as literals); the
     threshold is lowered to take the large path with these small files."""
     if request.param == "large input":
