@@ -135,23 +135,20 @@ def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "
 def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results: list[dict], fail) -> None:
     # The lines are read once and cached (narrow: where each line is, and its text); every
     # pass works from there, so every pass sees the same content even if a file is
-    # replaced meanwhile. A gzip file is read by one task: large inputs are spread.
+    # replaced meanwhile.
     inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
     lines = read_lines(spark, list(inputs.values()))
     sizes = [results[i]["source_file"]["size"] for i in readable]
     spread = sum(sizes) > SPREAD_ABOVE_BYTES
+    # A gzip file is read by one task: large files are spread over the cores. Large files
+    # stay spread even when there are more than cores: seven scale-1 sales files on
+    # local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
+    # Otherwise as read: one small file is one partition, and Spark packs many small files
+    # into about one partition per core (a month of demo days: 2 on local[2]). Squeezed
+    # into one partition they left a core idle: 28 demo days' five tables, one warm
+    # local[2] session, 4 rounds, 15.9-17.1 s in one partition, 12.3-13.0 s as read.
     if spread and (len(readable) < (_local_cores(spark) or len(readable) + 1) or max(sizes) > SPREAD_ABOVE_BYTES):
-        # A gzip file is read by one task: large files are spread over the cores. Large
-        # files stay spread even when there are more than cores: seven scale-1 sales files
-        # on local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
         lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
-        reshuffled = True
-    else:
-        # As read: one small file is one partition, and Spark packs many small files into
-        # about one partition per core (a month of demo days: 2 on local[2]). Squeezed into
-        # one partition they left a core idle: 28 demo days' five tables, one warm local[2]
-        # session, 4 rounds, 15.9-17.1 s in one partition, 12.3-13.0 s as read.
-        reshuffled = False
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     groups_df = judged_df = None
     try:
@@ -213,7 +210,7 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         # A gzip file is one task of the read, and a small input is not shuffled (unless a
         # file's records span lines, or its repeats are too many to broadcast: both are
         # shuffles): each day's rows are in one partition already, the writes keep them there.
-        as_read = (not spread and not reshuffled and not multiline and repeats <= BROADCAST_REPEATS
+        as_read = (not spread and not multiline and repeats <= BROADCAST_REPEATS
                    and all(pairs[i][0].endswith(".gz") for i in checks))
         _publish(fs, spec, final, {i: results[i] for i in checks}, published,
                  any(results[i]["rows_rejected"] for i in checks), "spread" if spread else
