@@ -140,14 +140,18 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
     lines = read_lines(spark, list(inputs.values()))
     sizes = [results[i]["source_file"]["size"] for i in readable]
     spread = sum(sizes) > SPREAD_ABOVE_BYTES
-    # A gzip file is read by one task: large files are spread over the cores. Large files
-    # stay spread even when there are more than cores: seven scale-1 sales files on
-    # local[2] took 61-73 s spread, 78-79 s not (their sizes differ, one task is last).
-    # Otherwise as read: one small file is one partition, and Spark packs many small files
-    # into about one partition per core (a month of demo days: 2 on local[2]). Squeezed
-    # into one partition they left a core idle: 28 demo days' five tables, one warm
-    # local[2] session, 4 rounds, 15.9-17.1 s in one partition, 12.3-13.0 s as read.
-    if spread and (len(readable) < (_local_cores(spark) or len(readable) + 1) or max(sizes) > SPREAD_ABOVE_BYTES):
+    # A gzip file is read by one task, so fewer files than cores are spread over the cores
+    # (a shuffle), and so are large plain files. Gzip files at least as many as the cores
+    # stay as read, a day in one partition from the read to its write: seven scale-1 sales
+    # files on local[2], one warm session, 2 rounds, 67-83 s spread, 49-51 s as read (floor
+    # 17-21 s); three such files 38 s and 20 s (floor 12 s). Spark packs many small files
+    # into about one partition per core (a month of demo days: 2 on local[2]): one
+    # partition for them all left a core idle (28 demo days' five tables, 4 rounds,
+    # 15.9-17.1 s in one partition, 12.3-13.0 s as read).
+    gzip = all(pairs[i][0].endswith(".gz") for i in readable)
+    fewer_than_cores = len(readable) < (_local_cores(spark) or len(readable) + 1)
+    reshuffled = spread and (fewer_than_cores or (max(sizes) > SPREAD_ABOVE_BYTES and not gzip))
+    if reshuffled:
         lines = lines.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")))
     lines = lines.persist(StorageLevel.MEMORY_AND_DISK)
     groups_df = judged_df = None
@@ -207,14 +211,13 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         final = decided(rows, spec, repeated if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
         # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
         # partitioned by day, then every day published on its own.
-        # A gzip file is one task of the read, and a small input is not shuffled (unless a
+        # A gzip file is one task of the read, and lines not reshuffled stay there (unless a
         # file's records span lines, or its repeats are too many to broadcast: both are
         # shuffles): each day's rows are in one partition already, the writes keep them there.
-        as_read = (not spread and not multiline and repeats <= BROADCAST_REPEATS
-                   and all(pairs[i][0].endswith(".gz") for i in checks))
+        as_read = not reshuffled and not multiline and repeats <= BROADCAST_REPEATS and gzip
         _publish(fs, spec, final, {i: results[i] for i in checks}, published,
-                 any(results[i]["rows_rejected"] for i in checks), "spread" if spread else
-                 "as_read" if as_read else "one")
+                 any(results[i]["rows_rejected"] for i in checks), "as_read" if as_read else
+                 "spread" if spread else "one")
     finally:
         for df in (groups_df, judged_df, lines):
             if df is not None:

@@ -150,10 +150,11 @@ def test_a_truncated_gzip_among_good_files_is_quarantined_and_the_others_staged(
     assert [r[-1] for r in _partition(tmp_path, "staged", "sales", DAYS[0], "source_line")] == [2, 3]
 
 
-def test_gzip_days_more_than_the_cores_are_written_as_read_each_day_one_sorted_file(spark, tmp_path):
-    """Small gzip days, more of them than local[2] has cores: Spark packs them into a
-    partition per core, and the writes keep each day in the task that read it (no shuffle).
-    Each day still publishes one Parquet file, sorted, equal to its single-file run."""
+def test_gzip_days_more_than_the_cores_are_written_as_read_each_day_one_sorted_file(spark, tmp_path, input_size):
+    """Gzip days, more of them than local[2] has cores: Spark packs them into a partition
+    per core, and the writes keep each day in the task that read it (no shuffle), small or
+    large input alike. Each day still publishes one Parquet file, sorted, equal to its
+    single-file run (one file, fewer than the cores: spread when large)."""
     days = [f"2024-01-{d:02d}" for d in range(7, 13)]
     contents = {}
     for n, day in enumerate(days):
