@@ -278,7 +278,7 @@ def spark(action: str, master: str, driver_memory: str) -> None:
               help="Weeks of history after which the cost of one more day is measured.")
 @click.option("--history-scale", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Data scale of the history days [default: min(scale, 0.1)].")
-@click.option("--only", default="spark_vs_duckdb,history,latency,memory", show_default=True,
+@click.option("--only", default="spark_vs_duckdb,history,latency,memory,staging_warm", show_default=True,
               help="Comma-separated measurements to run.")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Where results.json and results.png go [default: benchmarks/ of the project].")

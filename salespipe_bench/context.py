@@ -19,7 +19,7 @@ from salespipe_bench.machine import load_average
 from salespipe_bench.procs import MemorySampler
 from salespipe_assets.settings import PROJECT_ROOT
 
-MEASUREMENTS = ("spark_vs_duckdb", "history", "latency", "memory", "catchup")
+MEASUREMENTS = ("spark_vs_duckdb", "history", "latency", "memory", "catchup", "staging_warm")
 DEMO_SCALE = 0.01  # what `make run` generates: about 10,000 sales rows a day
 SEED = 0
 WEEK_START = dt.date(2024, 1, 7)  # a Sunday: the measured full week

@@ -119,11 +119,20 @@ def _catchup(m: dict):
                                               for p in m["points"])
 
 
+def _staging_warm(m: dict):
+    label = {"scale1_sales_file": "sales file", "demo_day": "demo day"}
+    groups = [(f"{label.get(name, name)}: {kind}", [(kind, p[key])]) for name, p in m["points"].items()
+              for kind, key in (("plain Spark", "warm_floor_seconds"), ("staged", "warm_staged_seconds"))]
+    file = m["points"]["scale1_sales_file"]
+    return groups, "seconds", None, f"warm; one sales file staged / plain Spark {file['warm_ratio']:.2f}"
+
+
 PANELS = {"spark_vs_duckdb": ("Raw -> weekly fact: Spark vs DuckDB", _spark_vs_duckdb),
           "history": ("Cost of one more day vs history", _history),
           "latency": ("Landed file -> warehouse latency", _latency),
           "memory": ("Peak memory: orchestrator vs Spark", _memory),
-          "catchup": ("Catching up: landed at once -> warehouse", _catchup)}
+          "catchup": ("Catching up: landed at once -> warehouse", _catchup),
+          "staging_warm": ("Staging, warm session, vs plain Spark", _staging_warm)}
 
 
 def plot(results: dict, path: Path) -> Path:

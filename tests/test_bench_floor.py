@@ -5,11 +5,14 @@ scale. The full measurements run in test_bench.py (heavy)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import duckdb
 
 from salespipe_assets.datagen import generate
-from salespipe_bench import catchup
+from salespipe_bench import catchup, staging_warm
 from salespipe_bench.context import BenchOptions
 from salespipe_bench.worker import spark_floor
 
@@ -36,3 +39,21 @@ def test_the_catchup_weeks_are_the_sundays_of_its_days():
 
 def test_the_demo_scale_never_exceeds_the_bench_scale():
     assert BenchOptions().demo_scale == 0.01 and BenchOptions(scale=0.002).demo_scale == 0.002
+
+
+def test_staging_warm_stages_and_floors_the_same_files_in_a_jvm_of_its_own(tmp_path):
+    """The staging_warm child on a tiny day, in a process of its own as the bench starts it:
+    its JVM started for so few bytes has C1 alone (as `salespipe run` would start it), and
+    every round stages the five tables (every row accepted: clean data) and runs plain Spark."""
+    report = generate(tmp_path, dt.date(2024, 1, 8), 1, scale=0.001, progress=False)
+    files = sorted(str(p) for p in (tmp_path / "raw").iterdir())
+    done = subprocess.run([sys.executable, "-m", "salespipe_bench.staging_warm", "--child", json.dumps(files), "2"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (out["files"], out["jit"]) == (5, "C1 alone")
+    assert len(out["floor"]) == len(out["staged"]) == 2 and min(out["floor"] + out["staged"]) > 0
+    assert out["rows_accepted"] == sum(report["rows"].values())
+    summary = staging_warm.summarize(out, 0.001)
+    assert summary["warm_staged_seconds"] == out["staged"][1] and summary["cold_staged_seconds"] == out["staged"][0]
+    assert summary["warm_ratio"] == round(out["staged"][1] / out["floor"][1], 3)
