@@ -100,9 +100,11 @@ def test_two_runs_at_once_have_their_own_sessions_and_leave_nothing_behind(spark
 
     def run(mark: int) -> None:
         try:
-            result = dg.materialize([isolation_probe], resources={"spark": resource}, tags={"mark": str(mark)},
-                                    instance=dg.DagsterInstance.ephemeral())
-            results[mark] = result.output_for_node("isolation_probe")
+            # disposed in the thread that made it (its SQLite connections belong to that thread)
+            with dg.DagsterInstance.ephemeral() as instance:
+                result = dg.materialize([isolation_probe], resources={"spark": resource},
+                                        tags={"mark": str(mark)}, instance=instance)
+                results[mark] = result.output_for_node("isolation_probe")
         except BaseException as exc:  # noqa: BLE001  # reported below
             errors.append(exc)
             BARRIER.abort()
@@ -256,8 +258,9 @@ def test_a_killed_server_fails_the_step_in_one_line_and_dev_restarts_it(dev, tmp
     outcome = {}
 
     def run() -> None:
-        outcome["result"] = dg.materialize([endless], resources={"spark": SparkRuntime(remote=state.url)},
-                                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        with dg.DagsterInstance.ephemeral() as instance:  # disposed in this thread, which owns its SQLite
+            outcome["result"] = dg.materialize([endless], resources={"spark": SparkRuntime(remote=state.url)},
+                                               instance=instance, raise_on_error=False)
 
     STEP_STARTED.clear()
     runner = threading.Thread(target=run)

@@ -32,6 +32,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
+# Spark Connect's client sets up its logger when first imported, via PySparkLogger.getLogger,
+# which swaps logging's process-wide logger class for a moment: a Dagster run starting in
+# another thread then builds its console logger from PySparkLogger and fails (TypeError:
+# unexpected keyword argument 'level'; seen with two in-process runs at once). Imported
+# here, before any run starts, it happens once.
+import pyspark.sql.connect.logging  # noqa: F401
 from dagster_pyspark import LazyPySparkResource
 
 from spark_steps.lakefs import LakeWriteError
