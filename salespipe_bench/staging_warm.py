@@ -89,6 +89,7 @@ def child(paths: list[str], rounds: int) -> dict:
     from salespipe_assets.resources.spark import SparkRuntime
     from salespipe_bench.worker import spark_floor
     from spark_steps import stage_file
+    from spark_steps.contract import LANDING_NAME
 
     files = [Path(p) for p in paths]
     size = sum(f.stat().st_size for f in files)
@@ -99,8 +100,8 @@ def child(paths: list[str], rounds: int) -> dict:
     jit = "C1 alone" if "TieredStopAtLevel=1" in options else "tiered"
     by_table: dict[str, list[dict]] = {}
     for f in files:
-        by_table.setdefault(f.name.split("_", 1)[0], []).append(
-            {"source": f"raw/{f.name}", "business_date": f.name.split("_", 1)[1][:10]})
+        name = LANDING_NAME.match(f.name)
+        by_table.setdefault(name["table"], []).append({"source": f"raw/{f.name}", "business_date": name["date"]})
     out: dict = {"floor": [], "staged": [], "files": len(files), "bytes": size, "jit": jit,
                  "jvm_start": round(jvm_start, 3)}
     work = Path(tempfile.mkdtemp(prefix="staging-warm-"))
