@@ -24,7 +24,6 @@ import re
 import uuid
 
 import pyarrow.parquet as pq
-from pyspark.sql import Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -32,7 +31,7 @@ from spark_steps.contract import CONTRACT, checked_date
 from spark_steps.fact import NON_NEGATIVE_MEASURES, OVERFLOW, weekly_fact_checked
 from spark_steps.lakefs import DATA_FILE, MANIFEST, LakeFS, LakeWriteError
 from spark_steps.publish import publish
-from spark_steps.runtime import StepFailed, main
+from spark_steps.runtime import StepFailed, main, observation
 from spark_steps.validate import spark_type
 
 FACT_DATASET = "curated/weekly_sales_inventory"
@@ -137,7 +136,7 @@ def _publish_week(fact, fs: LakeFS, week: str, plan: dict, run_id: str) -> dict:
         F.lit(", prod_key "), F.col("prod_key").cast("string"), F.lit(") does not fit decimal(38,2)")))
     week_fact = week_fact.where(guard.isNull()).drop(OVERFLOW, "week_start")  # week_start: carried by the path
     negative = F.expr(" OR ".join(f"{c} < 0" for c in NON_NEGATIVE_MEASURES))
-    observed = _observation(week_fact, f"fact-{week}-{uuid.uuid4().hex[:8]}")
+    observed = observation(week_fact, f"fact-{week}-{uuid.uuid4().hex[:8]}")
     week_fact = week_fact.observe(
         observed,
         F.count(F.lit(1)).alias("_rows"),
@@ -171,19 +170,6 @@ def _publish_week(fact, fs: LakeFS, week: str, plan: dict, run_id: str) -> dict:
                        "rows_with_negative_measure": counts["negative_rows"], "published": True,
                        "schema": manifest["schema"], "preview": preview, "totals": counts["totals"]},
             "failure": None}
-
-
-def _observation(df, name: str):
-    """An Observation of the DataFrame's own kind (classic or Spark Connect). pyspark's
-    ``Observation()`` picks the kind from the environment (SPARK_CONNECT_MODE_ENABLED),
-    which is wrong for a classic session in a process that has made a Connect one."""
-    if type(df).__module__.startswith("pyspark.sql.connect"):
-        from pyspark.sql.connect.observation import Observation as ConnectObservation
-
-        return ConnectObservation(name)
-    observation = object.__new__(Observation)  # not Observation.__new__: it may hand out a Connect one
-    observation.__init__(name)
-    return observation
 
 
 def _counts(metrics: dict) -> dict:

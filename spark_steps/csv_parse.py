@@ -90,7 +90,7 @@ def file_groups(lines: DataFrame, table: Table) -> list:
             F.min(row).alias("first_row"),
             F.min(F.when(header, row)).alias("header_row"),
             F.min("_block").alias("block"),
-            F.sum(F.when(quote_count(value) % 2 == 1, 1).otherwise(0)).alias("odd_quote_lines"),
+            F.sum(F.when(value.contains('"') & (quote_count(value) % 2 == 1), 1).otherwise(0)).alias("odd_quote_lines"),
         )
         .collect()
     )

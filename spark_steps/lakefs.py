@@ -97,6 +97,11 @@ class LakeFS:
         self._bridged = self.is_s3 and self.spark_s3 != "native"
         self._scratch: str | None = None
 
+    @property
+    def spark_reads_copies(self) -> bool:
+        """Spark reads a landed file from a local copy made for it (an S3 lake, bridged)."""
+        return self._bridged
+
     # -- paths -----------------------------------------------------------------
     def path(self, rel: str) -> str:
         """Path for pyarrow.fs (no scheme); ``rel`` may not climb out of the lake."""
@@ -235,6 +240,19 @@ class LakeFS:
         src_fs, src_dir = self._filesystem_of(uri)
         return any(i.type == pafs.FileType.File
                    for i in src_fs.get_file_info(pafs.FileSelector(src_dir, allow_not_found=True)))
+
+    def parquet_rows(self, uri: str) -> dict[str, int]:
+        """Rows of every Parquet file below a directory handed out by ``spark_output``, from
+        the files' footers (no data read): ``{path relative to uri: rows}``."""
+        import pyarrow.parquet as pq
+
+        src_fs, src_dir = self._filesystem_of(uri)
+        out = {}
+        for info in src_fs.get_file_info(pafs.FileSelector(src_dir, recursive=True, allow_not_found=True)):
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet"):
+                with src_fs.open_input_file(info.path) as f:
+                    out[info.path[len(src_dir):].lstrip("/")] = pq.read_metadata(f).num_rows
+        return out
 
     def discard(self, uri: str) -> None:
         """Remove a staging directory handed out by ``spark_output``, if it is there."""

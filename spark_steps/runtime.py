@@ -36,6 +36,10 @@ SESSION_DEFAULTS = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.sources.partitionColumnTypeInference.enabled": "true",
     "spark.sql.parquet.compression.codec": "snappy",
+    # Every landed file a partition of its own (no packing of small files), so a line's
+    # place in its partition is its line number (one_pass.py); the staged days read back
+    # by the fact are one file each anyway. Files above maxPartitionBytes are still split.
+    "spark.sql.files.openCostInBytes": str(128 << 20),
 }
 
 
@@ -118,6 +122,21 @@ def use_session_kind(session) -> None:
 
 def is_connect(session) -> bool:
     return type(session).__module__.startswith("pyspark.sql.connect")
+
+
+def observation(df, name: str):
+    """An Observation of the DataFrame's own kind (classic or Spark Connect). pyspark's
+    ``Observation()`` picks the kind from the environment (SPARK_CONNECT_MODE_ENABLED),
+    which is wrong for a classic session in a process that has made a Connect one."""
+    if type(df).__module__.startswith("pyspark.sql.connect"):
+        from pyspark.sql.connect.observation import Observation as ConnectObservation
+
+        return ConnectObservation(name)
+    from pyspark.sql import Observation
+
+    observed = object.__new__(Observation)  # not Observation.__new__: it may hand out a Connect one
+    observed.__init__(name)
+    return observed
 
 
 def main(run: Callable[..., dict], add_arguments: Callable[[argparse.ArgumentParser], None]) -> None:

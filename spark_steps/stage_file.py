@@ -24,13 +24,18 @@ from spark_steps.csv_parse import (
     FileCheck, FileError, check_groups, decode_error, file_groups, first_lines, header_error, parse_records,
     read_lines, records, spark_path_name, with_line_numbers,
 )
-from spark_steps.lakefs import MANIFEST, LakeFS
+from spark_steps.lakefs import LakeFS
+from spark_steps.one_pass import stage_regular
 from spark_steps.publish import publish_days
 from spark_steps.runtime import StepFailed, is_connect, main
+from spark_steps.staged import (  # noqa: F401  (output_path, rejects_path: this module's API too)
+    manifest, output_path, published_files, record_counts, record_published, rejects_path,
+)
 from spark_steps.validate import (
     accepted_rows, collected_verdicts, count_verdicts, decided, judged, rejected_rows, verdict_groups,
 )
 
+ONE_PASS = True  # regular files in one pass (one_pass.py); off: every file takes the careful passes
 BROADCAST_REPEATS = 200_000  # keys seen twice joined back by broadcast up to this many
 SPREAD_ABOVE_BYTES = 4 << 20  # larger inputs' lines are spread over the cores (a shuffle)
 
@@ -41,17 +46,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--business-date")
     parser.add_argument("--files", help='instead of --source/--business-date: a JSON list of '
                         '{"source": "raw/<table>_<day>.csv.gz", "business_date": "<day>"}, one table, distinct days')
-
-
-def output_path(table: str, business_date: str) -> str:
-    checked_date(business_date, "business date")
-    if CONTRACT[table].daily:
-        return f"staged/{table}/business_date={business_date}"
-    return f"curated/{table}"
-
-
-def rejects_path(table: str, business_date: str) -> str:
-    return f"rejects/{table}/business_date={checked_date(business_date, 'business date')}"
 
 
 def _check_arguments(table: str, source: str, business_date: str) -> None:
@@ -87,8 +81,10 @@ def run(spark, lake: str, table: str, source: str | None = None, business_date: 
 
 def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "") -> list[dict]:
     """Every file of one table read together, checked and judged in the same passes, each
-    day published on its own. Spark jobs: the file facts, the verdict counts, the accepted
-    write and (when there is any reject) the rejects write."""
+    day published on its own. Regular files (what an unload writes) take one pass
+    (``one_pass``: one Spark job writes every row, then one aggregate over the written keys
+    for repeats; the rejected lines are read again only when there are any); the others
+    the careful passes (``_stage_carefully``)."""
     pairs = [(f["source"], f["business_date"]) for f in files]
     for src, day in pairs:
         _check_arguments(table, src, day)
@@ -125,7 +121,7 @@ def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "
     try:
         if readable:
             _stage_readable(spark, fs, spec, pairs, readable, results,
-                            lambda i, reason, line=None: fail(i, reason, line, now=False))
+                            lambda i, reason, line=None, quarantine=True: fail(i, reason, line, quarantine, now=False))
     finally:
         for i, reason, line in later:
             fail(i, reason, line)
@@ -133,11 +129,21 @@ def stage_files(spark, lake: str, table: str, files: list[dict], run_id: str = "
 
 
 def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results: list[dict], fail) -> None:
-    # The lines are read once and cached (narrow: where each line is, and its text); every
-    # pass works from there, so every pass sees the same content even if a file is
-    # replaced meanwhile.
     inputs = {i: fs.spark_input(pairs[i][0]) for i in readable}
-    lines = read_lines(spark, list(inputs.values()))
+    if ONE_PASS:
+        readable = stage_regular(spark, fs, spec, pairs, readable, inputs, results, fail)
+    if readable:
+        _stage_carefully(spark, fs, spec, pairs, readable, inputs, results, fail)
+
+
+def _stage_carefully(spark, fs: LakeFS, spec, pairs, readable: list[int], inputs: dict[int, str],
+                     results: list[dict], fail) -> None:
+    """The careful passes, for files that are not regular (see ``one_pass``): the file
+    facts first (line counts per partition, header, UTF-8, quotes), then the verdicts, then
+    the writes. The lines are read once and cached (narrow: where each line is, and its
+    text); every pass works from there, so every pass sees the same content even if a file
+    is replaced meanwhile."""
+    lines = read_lines(spark, [inputs[i] for i in readable])
     sizes = [results[i]["source_file"]["size"] for i in readable]
     spread = sum(sizes) > SPREAD_ABOVE_BYTES
     # A gzip file is read by one task, so fewer files than cores are spread over the cores
@@ -166,12 +172,12 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
                 fail(i, err.reason, err.line)
             rest = [i for i in readable if i not in bad]
             if rest:
-                _stage_readable(spark, fs, spec, pairs, rest, results, fail)
+                _stage_carefully(spark, fs, spec, pairs, rest, inputs, results, fail)
             return
         if not checks:
             return
         multiline = {i for i, (_, c) in checks.items() if c.multiline}
-        published = _published(fs, spec, {i: results[i] for i in checks})
+        published = published_files(fs, spec, {i: results[i] for i in checks})
         files = [(i, dt.date.fromisoformat(pairs[i][1]), pairs[i][0].rsplit("/", 1)[-1], published[i]) for i in checks]
         mapping = {path: (i, c) for i, (path, c) in checks.items()}
         if spread:
@@ -204,10 +210,7 @@ def _stage_readable(spark, fs: LakeFS, spec, pairs, readable: list[int], results
         rows_read = _rows_read(checks, multiline, records(numbered, multiline))
         repeats = sum(c.get("duplicate_key", 0) for c in counts.values())
         for i in checks:
-            by_reason = dict(sorted(counts.get(i, {}).items()))
-            rejected = sum(by_reason.values())
-            results[i].update(rows_read=rows_read[i], rows_accepted=rows_read[i] - rejected,
-                              rows_rejected=rejected, rejects_by_reason=by_reason)
+            record_counts(results[i], rows_read[i], counts.get(i, {}))
         final = decided(rows, spec, repeated if repeats else None, broadcast=repeats <= BROADCAST_REPEATS)
         # Passes 2 and 3: the accepted rows and (if any) the rejects, each in one write
         # partitioned by day, then every day published on its own.
@@ -321,39 +324,20 @@ def _file_columns_as_literals(parsed, files: list[tuple]):
     return parsed.select("*", *(case(k, t).alias(n) for k, (n, t) in enumerate(_FILE_COLUMNS) if k))
 
 
-def _published(fs: LakeFS, spec, results: dict[int, dict]) -> dict[int, bool]:
-    """Which files' accepted rows are published: every day of a daily table; of a snapshot
-    only the newest day of the batch, and only if not older than what is there."""
-    if spec.daily:
-        return {i: True for i in results}
-    current = fs.read_json(f"{output_path(spec.name, '2000-01-01')}/{MANIFEST}")
-    newest = max(results, key=lambda i: results[i]["business_date"])
-    return {i: i == newest and (current is None or current["business_date"] <= results[i]["business_date"])
-            for i in results}
-
-
 def _publish(fs: LakeFS, spec, final, results: dict[int, dict], published: dict[int, bool], any_rejects: bool,
              layout: str) -> None:
-    def manifest(i: int, dataset: str, count_key: str) -> dict:
-        r = results[i]
-        return {"business_date": r["business_date"], "run_id": r["run_id"], "source_files": [r["source_file"]],
-                **{k: r[k] for k in ("rows_read", "rows_accepted", "rows_rejected", "rejects_by_reason")},
-                "dataset": dataset, "row_count": r[count_key]}
-
     # The published files' rows are told apart by the column _pub (from data, see above), so
     # no list of file ids lands in the generated code.
     accepted = accepted_rows(final if all(published.values()) else final.where("_pub"), spec)
     out = {i: output_path(spec.name, results[i]["business_date"]) for i in results if published[i]}
-    schema = publish_days(accepted, fs, {i: (rel, manifest(i, rel, "rows_accepted")) for i, rel in out.items()},
+    schema = publish_days(accepted, fs, {i: (rel, manifest(results[i], rel, "rows_accepted")) for i, rel in out.items()},
                           sort_by="source_line", any_rows=any(results[i]["rows_accepted"] for i in out),
                           layout=layout, filtered=True)
     rejected = rejected_rows(final, spec)
     rej = {i: rejects_path(spec.name, results[i]["business_date"]) for i in results}
-    publish_days(rejected, fs, {i: (rel, manifest(i, rel, "rows_rejected")) for i, rel in rej.items()},
+    publish_days(rejected, fs, {i: (rel, manifest(results[i], rel, "rows_rejected")) for i, rel in rej.items()},
                  sort_by="line_number", any_rows=any_rejects, layout=layout, filtered=True)
-    for i, r in results.items():
-        r.update(output_path=fs.uri(output_path(spec.name, r["business_date"])), published=published[i],
-                 rejects_path=fs.uri(rej[i]), schema=schema)
+    record_published(fs, spec.name, results, published, schema)
 
 
 def _quarantine(fs: LakeFS, source: str, reason: str, line: int | None, run_id: str) -> dict:

@@ -176,13 +176,9 @@ def collected_verdicts(rows: DataFrame, table: Table) -> tuple[dict[int, dict[st
         reason, n = (g["reason"], g["_n"]) if g["reason"] is not None else (REASON_DUPLICATE, g["_n"] - 1)
         by_reason = out.setdefault(g["_fid"], {})
         by_reason[reason] = by_reason.get(reason, 0) + n
-    types = {c.name: c.type for c in table.columns}
     keys = _key_names(table)
-    repeated = local_table(
-        rows.sparkSession,
-        [(g["_fid"], None, *[g[k] for k in keys], g["_n"], g["_first_line"]) for g in groups if g["reason"] is None],
-        [("_fid", "int"), ("reason", "string"), *[(_typed_name(k), types[k]) for k in table.unique_key],
-         ("_n", "bigint"), ("_first_line", "bigint")])
+    repeated = repeated_keys(rows.sparkSession, table, [(g["_fid"], tuple(g[k] for k in keys), g["_n"], g["_first_line"])
+                                                        for g in groups if g["reason"] is None])
     return out, repeated
 
 
@@ -208,15 +204,41 @@ def decided(rows: DataFrame, table: Table, groups: DataFrame | None, broadcast: 
     )
 
 
+def staged_columns(table: Table) -> list[str]:
+    """SQL of a judged row as the staged dataset holds it (``_fid`` kept for the caller):
+    typed, in contract column names, with where it came from."""
+    return ["_fid", *[f"{_q(_typed_name(c.name))} AS {_q(c.name)}" for c in table.columns],
+            "_file AS source_file", "_line AS source_line"]
+
+
 def accepted_rows(rows: DataFrame, table: Table) -> DataFrame:
     """The rows no rule rejects (from ``decided``), typed, in contract column names, with
     where they came from (and ``_fid`` for the caller)."""
-    return rows.where("reason IS NULL").selectExpr(
-        "_fid",
-        *[f"{_q(_typed_name(c.name))} AS {_q(c.name)}" for c in table.columns],
-        "_file AS source_file",
-        "_line AS source_line",
-    )
+    return rows.where("reason IS NULL").selectExpr(*staged_columns(table))
+
+
+def staged_schema(table: Table) -> T.StructType:
+    """The schema of ``accepted_rows`` without ``_fid``: the staged dataset's."""
+    return T.StructType([*[T.StructField(c.name, spark_type(c.type)) for c in table.columns],
+                         T.StructField("source_file", T.StringType()), T.StructField("source_line", T.LongType())])
+
+
+def rejects_schema(table: Table) -> T.StructType:
+    """The schema of ``rejected_rows`` without ``_fid``: the rejects dataset's."""
+    fixed = [("source_file", T.StringType()), ("line_number", T.LongType()), ("reason", T.StringType()),
+             ("reason_detail", T.StringType()), ("raw_line", T.StringType())]
+    return T.StructType([*[T.StructField(n, t) for n, t in fixed],
+                         *[T.StructField(c.name, T.StringType()) for c in table.columns]])
+
+
+def repeated_keys(spark, table: Table, groups: list[tuple]) -> DataFrame:
+    """Keys seen more than once, as ``decided`` takes them: ``groups`` are ``(file id,
+    (key values...), rows with that key, first line)``; a local table (no Spark job)."""
+    types = {c.name: c.type for c in table.columns}
+    return local_table(
+        spark, [(fid, None, *key, n, first) for fid, key, n, first in groups],
+        [("_fid", "int"), ("reason", "string"), *[(_typed_name(k), types[k]) for k in table.unique_key],
+         ("_n", "bigint"), ("_first_line", "bigint")])
 
 
 def rejected_rows(rows: DataFrame, table: Table) -> DataFrame:

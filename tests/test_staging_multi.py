@@ -51,12 +51,16 @@ def _sales_files():
     }
 
 
-@pytest.fixture(params=["small input", "large input"])
+@pytest.fixture(params=["one pass", "careful, small input", "careful, large input"])
 def input_size(request, monkeypatch):
-    """Both ways the step stages a batch: small inputs (not shuffled, file facts joined from
-    a broadcast table) and large ones (spread over the cores, file facts as literals); the
-    threshold is lowered to take the large path with these small files."""
-    if request.param == "large input":
+    """Every way the step stages a batch: regular files in one pass (one_pass.py), and with
+    that switched off the careful passes (which take the files one_pass finds irregular):
+    small inputs (not shuffled, file facts joined from a broadcast table) and large ones
+    (spread over the cores, file facts as literals; the threshold is lowered to take that
+    path with these small files)."""
+    if request.param != "one pass":
+        monkeypatch.setattr(stage_file, "ONE_PASS", False)
+    if request.param == "careful, large input":
         monkeypatch.setattr(stage_file, "SPREAD_ABOVE_BYTES", 0)
     return request.param
 

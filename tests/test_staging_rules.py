@@ -130,7 +130,8 @@ def test_bad_file_is_quarantined_with_a_reason_and_nothing_published(spark, tmp_
     assert moved.read_bytes() == content  # nothing lost
     why = json.loads((tmp_path / "quarantine" / f"sales_{DAY}.csv.reason.json").read_text())
     assert why["file"] == f"raw/sales_{DAY}.csv" and why["reason"].startswith(reason)
-    assert not (tmp_path / "staged").exists() and not (tmp_path / "rejects").exists()
+    # nothing published: no file (a data file, a manifest, a staging leftover) under staged/ or rejects/
+    assert [p for kind in ("staged", "rejects") for p in (tmp_path / kind).rglob("*") if not p.is_dir()] == []
 
 
 def test_second_bad_file_with_the_same_name_does_not_overwrite_the_first(spark, tmp_path):
