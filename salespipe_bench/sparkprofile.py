@@ -20,19 +20,24 @@ _TABLE = re.compile(r"(?:raw/|/staged/|/rejects/|/curated/)(sales|inventory|stor
 
 
 def _category(plan: str) -> str:
+    cached = "InMemoryTableScan" in plan or "InMemoryRelation" in plan
     if "InsertIntoHadoopFsRelationCommand" in plan:
-        if "/rejects/" in plan:
-            return "write rejects (parse the cached lines again, join the rejected lines)"
-        if "/staged/" in plan:
-            return "write staged (parse the cached lines again, type, anti-join, sort, write)"
         if "/curated/weekly_sales_inventory" in plan:
             return "write fact"
-        return "write dimension"
-    if "Union" in plan:
-        return "verdicts: parse, type, rules, duplicates; rejected lines counted"
+        if "/rejects/" in plan:
+            return "write rejects (the rejected lines read again and judged again)"
+        if cached:
+            return "careful passes: write (parse the cached lines again, type, anti-join, sort, write)"
+        if "Scan text" in plan:
+            return "one pass: read, number, parse, type, judge and write every row"
+        return "write accepted rows again without repeats"
+    if "Union" in plan and cached:
+        return "careful passes: verdicts (parse, type, rules, duplicates)"
     if "Scan text" in plan:
-        return "read the lines (decompress, cache), file checks and counts"
+        return "careful passes: read the lines (decompress, cache), file checks and counts"
     if "FileScan parquet" in plan and "HashAggregate" in plan:
+        if "kind=accepted" in plan:
+            return "repeats: one aggregate over the written keys"
         return "fact: aggregate the week's staged days"
     return "other"
 

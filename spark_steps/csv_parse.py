@@ -28,7 +28,7 @@ from spark_steps.contract import REASON_FIELD_COUNT, REASON_UNBALANCED_QUOTE, Ta
 META_COLUMNS = ("_file", "_line", "_row_error", "_raw")
 _ROW_INDEX_BITS = 33  # monotonically_increasing_id = partition index << 33 | row index
 _CORRUPT = "__wrong_field_count__"  # from_csv puts a line whose field count is wrong here
-_BOM = "\ufeff"
+BOM = "\ufeff"
 LITERAL_ROWS = 2000  # local_table: up to this many rows as SQL VALUES
 # A quote between two characters that are neither a quote nor a comma cannot open or
 # close a quoted value (RFC 4180): it is taken as it is, like any CSV reader does.
@@ -79,7 +79,7 @@ def file_groups(lines: DataFrame, table: Table) -> list:
     whether its first row is exactly the header, and the lines with an odd quote count."""
     value, row = F.col("value"), F.col("_row")
     blank = value == ""
-    header = (value == table.header) | (value == _BOM + table.header)
+    header = (value == table.header) | (value == BOM + table.header)
     return (
         lines.groupBy("_path", "_part")
         .agg(
@@ -144,7 +144,7 @@ def first_lines(lines: DataFrame, checks: dict[str, FileCheck]) -> dict[str, str
 
 def header_error(table: Table, first_line: str, total_lines: int) -> FileError | None:
     """None when ``first_line`` is the table's header (a BOM and quoted names allowed)."""
-    text = first_line[1:] if first_line.startswith(_BOM) else first_line
+    text = first_line[1:] if first_line.startswith(BOM) else first_line
     if "\r" in text and total_lines == 1:
         return FileError(
             f"lone CR line endings: the file is one line of {len(first_line.encode('utf-8', 'replace'))} bytes"

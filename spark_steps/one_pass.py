@@ -31,7 +31,7 @@ import uuid
 from pyspark.sql import functions as F
 
 from spark_steps.contract import REASON_DUPLICATE
-from spark_steps.csv_parse import _BOM, local_table, parse_records, quote_count, read_lines, records
+from spark_steps.csv_parse import BOM, local_table, parse_records, quote_count, read_lines, records
 from spark_steps.lakefs import LakeFS, LakeWriteError
 from spark_steps.publish import publish_written, write_by_day
 from spark_steps.runtime import observation
@@ -53,98 +53,190 @@ def stage_regular(spark, fs: LakeFS, spec, pairs: list[tuple[str, str]], candida
     for the careful passes. ``fail(i, reason, quarantine=False)``: file ``i`` fails."""
     careful: list[int] = []
     for start in range(0, len(candidates), FILES_PER_PASS):
-        batch = candidates[start:start + FILES_PER_PASS]
-        careful += _one_pass(spark, fs, spec, pairs, batch, inputs, results, fail)
+        one = _Pass(spark, fs, spec, pairs, candidates[start:start + FILES_PER_PASS], inputs, results)
+        try:
+            careful += one.stage(fail)
+        finally:
+            one.discard()
     return careful
 
 
-def _one_pass(spark, fs: LakeFS, spec, pairs, batch: list[int], inputs, results, fail) -> list[int]:
-    names = [pairs[i][0].rsplit("/", 1)[-1] for i in batch]
-    # Per file, carried by a broadcast table (data, not literals: the generated code is
-    # the same whatever the files, so a warm session compiles nothing).
-    mapping = local_table(spark, [(name, k, dt.date.fromisoformat(pairs[i][1])) for k, (i, name)
-                                  in enumerate(zip(batch, names))],
-                          [("_file", "string"), ("_fid", "int"), ("_day", "date")])
-    numbered = _numbered(spark, [inputs[i] for i in batch], mapping)
-    facts = observation(numbered, f"file-facts-{uuid.uuid4().hex[:8]}")
-    rows = judged(parse_records(records(numbered.observe(facts, *_fact_columns(spec)), set()), spec), spec)
-    first_day = output_path(spec.name, pairs[batch[0]][1])
-    try:
-        written = write_by_day(rows.selectExpr(*staged_columns(spec), f"coalesce(reason, '{ACCEPTED}') AS _kind"),
-                               fs, first_day, sort_by="source_line", layout="as_read", kind="_kind")
-    except LakeWriteError:
-        raise
-    except Exception:  # a gzip codec, say: the careful passes read each file on its own and say which is bad
-        return batch
-    scratch = [written]
-    try:
-        regular = _regular(facts.get, len(batch))
-        counts: dict[int, dict[str, int]] = {}
-        for rel, n in fs.parquet_rows(written).items():
-            m = _WRITTEN.fullmatch(rel)
-            if m:
-                by_kind = counts.setdefault(int(m[1]), {})
-                by_kind[m[2]] = by_kind.get(m[2], 0) + n
-        repeats = _repeated(spark, spec, written, [k for k in regular if counts.get(k, {}).get(ACCEPTED)])
+class _Pass:
+    """One pass over a batch of files of one table; file ``k`` of the batch is ``fid`` k."""
+
+    def __init__(self, spark, fs: LakeFS, spec, pairs, batch: list[int], inputs, results):
+        self.spark, self.fs, self.spec, self.batch, self.inputs, self.results = spark, fs, spec, batch, inputs, results
+        self.days = [pairs[i][1] for i in batch]
+        self.sources = [pairs[i][0] for i in batch]
+        # Per file, carried by a broadcast table (data, not literals: the generated code is
+        # the same whatever the files, so a warm session compiles nothing).
+        self.mapping = local_table(
+            spark, [(src.rsplit("/", 1)[-1], k, dt.date.fromisoformat(day))
+                    for k, (src, day) in enumerate(zip(self.sources, self.days))],
+            [("_file", "string"), ("_fid", "int"), ("_day", "date")])
+        self.scratch: list[str] = []  # hidden directories written, removed at the end
+
+    def discard(self) -> None:
+        for uri in self.scratch:
+            self.fs.discard(uri)
+
+    def stage(self, fail) -> list[int]:
+        """Publish the regular files; returns the others (not failed) for the careful passes."""
+        try:
+            written, facts = self._write_every_row()
+        except LakeWriteError:
+            raise
+        except Exception:  # a gzip codec, say: the careful passes read each file on its own and say which is bad
+            return self.batch
+        regular = _regular(facts, len(self.batch))
+        counts = _counts(self.fs.parquet_rows(written))
+        repeats = self._repeated(written, [k for k in regular if counts.get(k, {}).get(ACCEPTED)])
         if repeats is None:  # too many to join back by broadcast
-            return batch
+            return self.batch
         accepted_from = {k: f"{written}/fid={k}/kind={ACCEPTED}" for k in regular}
         repeat_lines = None
         if repeats:
-            accepted_from, repeat_lines = _without_repeats(spark, fs, spec, written, repeats, first_day, accepted_from,
-                                                           scratch)
+            accepted_from, repeat_lines = self._without_repeats(written, repeats, accepted_from)
         marked = {k: [kind for kind in counts.get(k, {}) if kind != ACCEPTED] for k in regular}
         read_again = sorted(k for k in regular if marked[k] or k in repeats)
         rejects_from = {}
         if read_again:
-            again = _numbered(spark, [inputs[batch[k]] for k in read_again], mapping)
-            rejected = _rejects(spark, spec, written, again, marked, repeats, repeat_lines)
-            rejects_written = write_by_day(rejected, fs, rejects_path(spec.name, pairs[batch[0]][1]),
-                                           sort_by="line_number", layout="spread", days=len(read_again))
-            scratch.append(rejects_written)
-            rejects_from = {k: f"{rejects_written}/fid={k}" for k in read_again}
-            for k in read_again:
-                i = batch[k]
-                if not fs.spark_reads_copies:  # else both reads were of one copy
-                    if fs.sha256(pairs[i][0]) != results[i]["source_file"]["sha256"]:
-                        fail(i, "the file changed while it was being staged: nothing of it is published; "
-                                "it is staged again once it lands complete", quarantine=False)
-                        regular.discard(k)
+            rejects_from = self._write_rejects(written, read_again, marked, repeats, repeat_lines)
+            for k in self._changed(read_again):
+                fail(self.batch[k], "the file changed while it was being staged: nothing of it is published; "
+                                    "it is staged again once it lands complete", quarantine=False)
+                regular.discard(k)
         for k in regular:
             by_reason = {kind: n for kind, n in counts.get(k, {}).items() if kind != ACCEPTED}
             if k in repeats:
                 by_reason[REASON_DUPLICATE] = sum(n - 1 for _, n, _ in repeats[k])
-            record_counts(results[batch[k]], sum(counts.get(k, {}).values()), by_reason)
-        done = {batch[k]: results[batch[k]] for k in regular}
-        if done:
-            published = published_files(fs, spec, done)
-            days = {k: (output_path(spec.name, pairs[batch[k]][1]), "rows_accepted") for k in regular
-                    if published[batch[k]]}
-            schema = publish_written(fs, {k: (rel, manifest(results[batch[k]], rel, key)) for k, (rel, key)
-                                          in days.items()}, accepted_from.get, staged_schema(spec))
-            rejects = {k: (rejects_path(spec.name, pairs[batch[k]][1]), "rows_rejected") for k in regular}
-            publish_written(fs, {k: (rel, manifest(results[batch[k]], rel, key)) for k, (rel, key) in rejects.items()},
-                            rejects_from.get, rejects_schema(spec))
-            record_published(fs, spec.name, done, published, schema)
-        return [batch[k] for k in range(len(batch)) if k not in regular and results[batch[k]].get("error") is None]
-    finally:
-        for uri in scratch:
-            fs.discard(uri)
+            record_counts(self.results[self.batch[k]], sum(counts.get(k, {}).values()), by_reason)
+        self._publish(regular, accepted_from, rejects_from)
+        return [i for k, i in enumerate(self.batch) if k not in regular and self.results[i].get("error") is None]
+
+    def _numbered(self, fids: list[int]):
+        """Every line of these files with ``_fid``, ``_line`` (its physical number, assuming
+        the file is read whole by one task: ``_regular`` checks that), ``_day``, ``_file``."""
+        lines = read_lines(self.spark, [self.inputs[self.batch[k]] for k in fids]).select(
+            F.substring_index("_path", "/", -1).alias("_file"), "_row", "value")
+        return lines.join(F.broadcast(self.mapping), "_file").select(
+            "_fid", (F.col("_row") + 1).alias("_line"), "_day", "_file", "value")
+
+    def _write_every_row(self) -> tuple[str, dict]:
+        """The one job: every row of the batch judged and written, accepted or as a marker
+        of its reject reason; returns where, and the file facts it observed."""
+        numbered = self._numbered(list(range(len(self.batch))))
+        facts = observation(numbered, f"file-facts-{uuid.uuid4().hex[:8]}")
+        numbered = numbered.observe(facts, *_fact_columns(self.spec))
+        rows = judged(parse_records(records(numbered, set()), self.spec), self.spec)
+        written = write_by_day(rows.selectExpr(*staged_columns(self.spec), f"coalesce(reason, '{ACCEPTED}') AS _kind"),
+                               self.fs, self._staged(0), sort_by="source_line", layout="as_read", kind="_kind")
+        self.scratch.append(written)
+        return written, facts.get
+
+    def _staged(self, k: int) -> str:
+        return output_path(self.spec.name, self.days[k])
+
+    def _rejects(self, k: int) -> str:
+        return rejects_path(self.spec.name, self.days[k])
+
+    def _repeated(self, written: str, fids: list[int]) -> dict[int, list[tuple]] | None:
+        """``{file: [(key values, rows with that key, first line)]}`` of the keys an accepted
+        row repeats; None when there are more than ``MAX_REPEATED_KEYS``. One aggregate over
+        the written keys says whether there are any; only then are they listed."""
+        if not self.spec.unique_key or not fids:
+            return {}
+        keys = list(self.spec.unique_key)
+        accepted = _read_written(self.spark, written, [f"fid={k}/kind={ACCEPTED}" for k in fids])
+        repeated = accepted.groupBy("fid", *keys).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
+        [summary] = repeated.agg(F.count(F.lit(1)).alias("keys")).collect()
+        if summary["keys"] == 0:
+            return {}
+        if summary["keys"] > MAX_REPEATED_KEYS:
+            return None
+        groups = (accepted.join(F.broadcast(repeated), ["fid", *keys])
+                  .groupBy("fid", *keys, "_n").agg(F.min("source_line").alias("_first_line")).collect())
+        out: dict[int, list[tuple]] = {}
+        for g in groups:
+            out.setdefault(g["fid"], []).append((tuple(g[k] for k in keys), g["_n"], g["_first_line"]))
+        return out
+
+    def _repeated_keys(self, repeats: dict[int, list[tuple]]):
+        return repeated_keys(self.spark, self.spec, [(k, key, n, first) for k, groups in repeats.items()
+                                                     for key, n, first in groups])
+
+    def _without_repeats(self, written: str, repeats, accepted_from: dict[int, str]):
+        """The accepted rows of the days with repeats written again without them; returns
+        where every day's accepted rows are now, and the repeats' lines (``_fid``, ``_line``)."""
+        keys = list(self.spec.unique_key)
+        repeated = self._repeated_keys(repeats).select(
+            F.col("_fid").alias("fid"), *[F.col(f"`__typed__{k}`").alias(k) for k in keys], "_first_line")
+        rows = _read_written(self.spark, written, [f"fid={k}/kind={ACCEPTED}" for k in repeats]).join(
+            F.broadcast(repeated), ["fid", *keys], "left")
+        repeat = F.coalesce(F.col("source_line") > F.col("_first_line"), F.lit(False))
+        kept = rows.where(~repeat).select(F.col("fid").alias("_fid"), *staged_schema(self.spec).fieldNames())
+        again = write_by_day(kept, self.fs, self._staged(0), sort_by="source_line", layout="spread", days=len(repeats))
+        self.scratch.append(again)
+        lines = rows.where(repeat).select(F.col("fid").alias("_fid"), F.col("source_line").alias("_line"))
+        return {**accepted_from, **{k: f"{again}/fid={k}" for k in repeats}}, lines
+
+    def _write_rejects(self, written: str, fids: list[int], marked, repeats, repeat_lines) -> dict[int, str]:
+        """The rejected rows of these files, written by day: the lines the pass marked, and
+        the repeats, read again from the landed files and judged again (the reason's detail,
+        the fields as read). Returns where each file's rejects are."""
+        wanted = None
+        parts = [f"fid={k}/kind={kind}" for k in fids for kind in marked[k]]
+        if parts:
+            wanted = _read_written(self.spark, written, parts).select(
+                F.col("fid").alias("_fid"), F.col("source_line").alias("_line"))
+        if repeat_lines is not None:
+            wanted = repeat_lines if wanted is None else wanted.unionByName(repeat_lines)
+        picked = self._numbered(fids).join(wanted, ["_fid", "_line"], "left_semi")
+        rows = judged(parse_records(records(picked, set()), self.spec), self.spec)
+        rejected = rejected_rows(decided(rows, self.spec, self._repeated_keys(repeats) if repeats else None), self.spec)
+        out = write_by_day(rejected, self.fs, self._rejects(0), sort_by="line_number", layout="spread", days=len(fids))
+        self.scratch.append(out)
+        return {k: f"{out}/fid={k}" for k in fids}
+
+    def _changed(self, fids: list[int]) -> list[int]:
+        """The files read twice whose content is not what was recorded before the first read."""
+        if self.fs.spark_reads_copies:  # both reads were of one copy made for Spark
+            return []
+        return [k for k in fids if self.fs.sha256(self.sources[k]) != self.results[self.batch[k]]["source_file"]["sha256"]]
+
+    def _publish(self, regular: set[int], accepted_from: dict[int, str], rejects_from: dict[int, str]) -> None:
+        done = {self.batch[k]: self.results[self.batch[k]] for k in regular}
+        if not done:
+            return
+        published = published_files(self.fs, self.spec, done)
+
+        def manifests(path_of, count_key: str, fids) -> dict:
+            return {k: (path_of(k), manifest(self.results[self.batch[k]], path_of(k), count_key)) for k in fids}
+
+        schema = publish_written(self.fs, manifests(self._staged, "rows_accepted",
+                                                    [k for k in regular if published[self.batch[k]]]),
+                                 accepted_from.get, staged_schema(self.spec))
+        publish_written(self.fs, manifests(self._rejects, "rows_rejected", regular), rejects_from.get,
+                        rejects_schema(self.spec))
+        record_published(self.fs, self.spec.name, done, published, schema)
 
 
-def _numbered(spark, paths: list[str], mapping):
-    """Every line of these files with ``_fid``, ``_line`` (its physical number, assuming
-    the file is read whole by one task: ``_regular`` checks that), ``_day``, ``_file``."""
-    lines = read_lines(spark, paths).select(F.substring_index("_path", "/", -1).alias("_file"), "_row", "value")
-    return lines.join(F.broadcast(mapping), "_file").select(
-        "_fid", (F.col("_row") + 1).alias("_line"), "_day", "_file", "value")
+def _counts(rows_by_file: dict[str, int]) -> dict[int, dict[str, int]]:
+    """``{fid: {kind: rows}}`` from the written files' row counts."""
+    counts: dict[int, dict[str, int]] = {}
+    for rel, n in rows_by_file.items():
+        m = _WRITTEN.fullmatch(rel)
+        if m:
+            by_kind = counts.setdefault(int(m[1]), {})
+            by_kind[m[2]] = by_kind.get(m[2], 0) + n
+    return counts
 
 
 def _fact_columns(spec) -> list:
     """What makes a file regular, observed over its lines as bits (one per file)."""
     value, first = F.col("value"), F.col("_line") == 1
     bit = F.expr("shiftleft(CAST(1 AS BIGINT), _fid)")
-    header = value.isin(spec.header, _BOM + spec.header)
+    header = value.isin(spec.header, BOM + spec.header)
     odd = F.when(~value.contains('"'), F.lit(False)).otherwise(quote_count(value) % 2 == 1)  # contains: a byte scan
     return [F.count_if(first).alias("starts"), F.bit_or(F.when(first, bit)).alias("started"),
             F.bit_or(F.when(first & header, bit)).alias("header"), F.bit_or(F.when(odd, bit)).alias("odd_quotes"),
@@ -165,56 +257,3 @@ def _read_written(spark, written: str, parts: list[str]):
         "fid", F.col("fid").cast("int"))
 
 
-def _repeated(spark, spec, written: str, fids: list[int]) -> dict[int, list[tuple]] | None:
-    """``{file: [(key values, rows with that key, first line)]}`` of the keys an accepted
-    row repeats; None when there are more than ``MAX_REPEATED_KEYS``. One aggregate over
-    the written keys says whether there are any (and how many); only then are they listed."""
-    if not spec.unique_key or not fids:
-        return {}
-    keys = list(spec.unique_key)
-    accepted = _read_written(spark, written, [f"fid={k}/kind={ACCEPTED}" for k in fids])
-    repeated = accepted.groupBy("fid", *keys).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
-    [summary] = repeated.agg(F.count(F.lit(1)).alias("keys")).collect()
-    if summary["keys"] == 0:
-        return {}
-    if summary["keys"] > MAX_REPEATED_KEYS:
-        return None
-    groups = (accepted.join(F.broadcast(repeated), ["fid", *keys])
-              .groupBy("fid", *keys, "_n").agg(F.min("source_line").alias("_first_line")).collect())
-    out: dict[int, list[tuple]] = {}
-    for g in groups:
-        out.setdefault(g["fid"], []).append((tuple(g[k] for k in keys), g["_n"], g["_first_line"]))
-    return out
-
-
-def _without_repeats(spark, fs, spec, written, repeats, first_day, accepted_from, scratch):
-    """The accepted rows of the days with repeats written again without them; returns where
-    every day's accepted rows are now, and the repeated rows' lines (``_fid``, ``_line``)."""
-    keys = list(spec.unique_key)
-    table = repeated_keys(spark, spec, [(k, key, n, first) for k, groups in repeats.items() for key, n, first in groups])
-    repeated = table.select(F.col("_fid").alias("fid"), *[F.col(f"`__typed__{k}`").alias(k) for k in keys],
-                            "_first_line")
-    rows = _read_written(spark, written, [f"fid={k}/kind={ACCEPTED}" for k in repeats]).join(
-        F.broadcast(repeated), ["fid", *keys], "left")
-    repeat = F.coalesce(F.col("source_line") > F.col("_first_line"), F.lit(False))
-    kept = rows.where(~repeat).select(F.col("fid").alias("_fid"), *staged_schema(spec).fieldNames())
-    again = write_by_day(kept, fs, first_day, sort_by="source_line", layout="spread", days=len(repeats))
-    scratch.append(again)
-    lines = rows.where(repeat).select(F.col("fid").alias("_fid"), F.col("source_line").alias("_line"))
-    return {**accepted_from, **{k: f"{again}/fid={k}" for k in repeats}}, lines
-
-
-def _rejects(spark, spec, written, again, marked, repeats, repeat_lines):
-    """The rejected rows (``rejected_rows``) of the lines the pass marked and of the repeats,
-    read again from the landed files (``again``) and judged again."""
-    wanted = None
-    parts = [f"fid={k}/kind={kind}" for k, kinds in marked.items() for kind in kinds]
-    if parts:
-        wanted = _read_written(spark, written, parts).select(F.col("fid").alias("_fid"),
-                                                             F.col("source_line").alias("_line"))
-    if repeat_lines is not None:
-        wanted = repeat_lines if wanted is None else wanted.unionByName(repeat_lines)
-    picked = again.join(wanted, ["_fid", "_line"], "left_semi")
-    rows = judged(parse_records(records(picked, set()), spec), spec)
-    groups = [(k, key, n, first) for k, gs in repeats.items() for key, n, first in gs]
-    return rejected_rows(decided(rows, spec, repeated_keys(spark, spec, groups) if groups else None), spec)

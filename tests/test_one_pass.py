@@ -160,19 +160,19 @@ def test_a_file_that_changes_between_its_two_reads_is_not_published(spark, tmp_p
     is replaced in between, nothing of it is published and it is not quarantined (its new
     content runs again); the other day of the batch is published."""
     reads = []
-    real = one_pass._numbered
+    real = one_pass._Pass._numbered
 
-    def numbered(spark_, paths, mapping):
-        reads.append(paths)
+    def numbered(self, fids):
+        reads.append(fids)
         if len(reads) == 2:  # the second read: replace the file first
             (tmp_path / "raw" / f"sales_{DAYS[0]}.csv").write_bytes(_csv(SALES.header, [sales_row(5, day=DAYS[0])]))
-        return real(spark_, paths, mapping)
+        return real(self, fids)
 
-    monkeypatch.setattr(one_pass, "_numbered", numbered)
+    monkeypatch.setattr(one_pass._Pass, "_numbered", numbered)
     files = {DAYS[0]: (f"sales_{DAYS[0]}.csv", _csv(SALES.header, [sales_row(1, day=DAYS[0], qty="x")])),
              DAYS[1]: (f"sales_{DAYS[1]}.csv", _csv(SALES.header, [sales_row(1, day=DAYS[1])]))}
     out = _stage(spark, tmp_path, "sales", files)
-    assert len(reads) == 2
+    assert reads == [[0, 1], [0]]  # both files, then the one with a reject
     assert out[0]["failure"] == (f"raw/sales_{DAYS[0]}.csv: the file changed while it was being staged: nothing of "
                                  "it is published; it is staged again once it lands complete")
     assert not (tmp_path / "staged" / "sales" / f"business_date={DAYS[0]}").exists()
