@@ -29,6 +29,7 @@ import re
 import uuid
 
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from spark_steps.contract import REASON_DUPLICATE
 from spark_steps.csv_parse import BOM, local_table, parse_records, quote_count, read_lines, records
@@ -147,7 +148,7 @@ class _Pass:
         if not self.spec.unique_key or not fids:
             return {}
         keys = list(self.spec.unique_key)
-        accepted = _read_written(self.spark, written, [f"fid={k}/kind={ACCEPTED}" for k in fids])
+        accepted = _read_written(self.spark, self.spec, written, [f"fid={k}/kind={ACCEPTED}" for k in fids])
         repeated = accepted.groupBy("fid", *keys).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
         [summary] = repeated.agg(F.count(F.lit(1)).alias("keys")).collect()
         if summary["keys"] == 0:
@@ -171,7 +172,7 @@ class _Pass:
         keys = list(self.spec.unique_key)
         repeated = self._repeated_keys(repeats).select(
             F.col("_fid").alias("fid"), *[F.col(f"`__typed__{k}`").alias(k) for k in keys], "_first_line")
-        rows = _read_written(self.spark, written, [f"fid={k}/kind={ACCEPTED}" for k in repeats]).join(
+        rows = _read_written(self.spark, self.spec, written, [f"fid={k}/kind={ACCEPTED}" for k in repeats]).join(
             F.broadcast(repeated), ["fid", *keys], "left")
         repeat = F.coalesce(F.col("source_line") > F.col("_first_line"), F.lit(False))
         kept = rows.where(~repeat).select(F.col("fid").alias("_fid"), *staged_schema(self.spec).fieldNames())
@@ -187,7 +188,7 @@ class _Pass:
         wanted = None
         parts = [f"fid={k}/kind={kind}" for k in fids for kind in marked[k]]
         if parts:
-            wanted = _read_written(self.spark, written, parts).select(
+            wanted = _read_written(self.spark, self.spec, written, parts).select(
                 F.col("fid").alias("_fid"), F.col("source_line").alias("_line"))
         if repeat_lines is not None:
             wanted = repeat_lines if wanted is None else wanted.unionByName(repeat_lines)
@@ -252,8 +253,9 @@ def _regular(facts: dict, files: int) -> set[int]:
     return {k for k in range(files) if ok >> k & 1}
 
 
-def _read_written(spark, written: str, parts: list[str]):
-    return spark.read.option("basePath", written).parquet(*[f"{written}/{p}" for p in parts]).withColumn(
-        "fid", F.col("fid").cast("int"))
-
-
+def _read_written(spark, spec, written: str, parts: list[str]):
+    """The pass's written rows of these ``fid=<n>/kind=<kind>`` directories. Its schema is
+    given (the files' and the two partition columns), so Spark reads no footer to infer it."""
+    schema = T.StructType([*staged_schema(spec).fields, T.StructField("fid", T.IntegerType()),
+                           T.StructField("kind", T.StringType())])
+    return spark.read.schema(schema).option("basePath", written).parquet(*[f"{written}/{p}" for p in parts])
