@@ -64,7 +64,8 @@ TEST_SPARK_CONF = {"spark.driver.memory": "2g", "spark.sql.shuffle.partitions": 
 # Lambda handler, ``salespipe run``): their runs use the session's Connect server through
 # the environment, instead of a cold JVM each.
 USE_CONNECT_SERVER = {"tests.test_dev_e2e", "tests.test_ui_browser", "tests.test_daemon_restart",
-                      "tests.test_lambda_handler", "tests.test_cli", "tests.test_snowflake_warehouse"}
+                      "tests.test_lambda_handler", "tests.test_cli", "tests.test_cli_hostile",
+                      "tests.test_snowflake_warehouse"}
 # The Spark rule tests run on both kinds of session: spark_steps must not care.
 BOTH_SESSION_KINDS = {"tests.test_staging_rules", "tests.test_fact_rules"}
 _SERVER_DIR = "SALESPIPE_TEST_SPARK_DIR"  # shared by the controller and its xdist workers

@@ -16,7 +16,8 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from salespipe_assets.resources.lake import LocalLake, S3Lake
+from salespipe_assets.resources.lake import LocalLake
+from salespipe_assets.resources.s3_lake import S3Lake
 from salespipe_assets.sensors import landing_sensor
 from spark_steps.contract import TABLES
 from tests.servers import moto_server

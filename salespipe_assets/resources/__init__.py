@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from salespipe_assets.resources.catalog import Catalog, DuckDBCatalog
 from salespipe_assets.resources.io_manager import LAKE_IO, LakeDataset, lake_io_manager
-from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
+from salespipe_assets.resources.lake import Lake, LocalLake
 from salespipe_assets.resources.query import DuckDBQueryEngine, QueryEngine
 from salespipe_assets.resources.spark import SparkRuntime
 from salespipe_assets.resources.superset import SupersetBI, superset_resource
@@ -12,7 +12,7 @@ from salespipe_assets.resources.warehouse import DuckDBWarehouse, Warehouse
 from salespipe_assets.settings import Settings
 
 __all__ = [
-    "Catalog", "DuckDBCatalog", "LakeDataset", "Lake", "LocalLake", "S3Lake", "QueryEngine", "DuckDBQueryEngine",
+    "Catalog", "DuckDBCatalog", "LakeDataset", "Lake", "LocalLake", "QueryEngine", "DuckDBQueryEngine",
     "SparkRuntime", "SupersetBI", "Warehouse", "DuckDBWarehouse", "resources_for",
 ]
 
@@ -42,9 +42,10 @@ def _data_resources(settings: Settings) -> dict:
         }
     from dagster_aws.s3 import S3Resource
 
-    from salespipe_assets.resources.source_export import source_export_from_env
     from salespipe_assets.resources.athena import AthenaQueryEngine
     from salespipe_assets.resources.glue import GlueCatalog
+    from salespipe_assets.resources.s3_lake import S3Lake
+    from salespipe_assets.resources.source_export import source_export_from_env
 
     return {
         # region, endpoint and credentials: the standard AWS_* environment variables

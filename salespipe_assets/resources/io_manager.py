@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from salespipe_assets.resources.lake import Lake, LocalLake, S3Lake
+from salespipe_assets.resources.lake import Lake, LocalLake
 from spark_steps.contract import checked_date
 from spark_steps.lakefs import MANIFEST, SUCCESS
 
@@ -139,11 +139,9 @@ class LocalLakeIOManager(LakeIOManager):
     lake: LocalLake
 
 
-class S3LakeIOManager(LakeIOManager):
-    """The lake IO manager over an S3 lake (what EMR's steps write)."""
-
-    lake: S3Lake
-
-
 def lake_io_manager(lake: Lake) -> LakeIOManager:
-    return S3LakeIOManager(lake=lake) if isinstance(lake, S3Lake) else LocalLakeIOManager(lake=lake)
+    if isinstance(lake, LocalLake):
+        return LocalLakeIOManager(lake=lake)
+    from salespipe_assets.resources.s3_lake import S3LakeIOManager  # dagster-aws: imported by the aws env only
+
+    return S3LakeIOManager(lake=lake)
