@@ -254,6 +254,14 @@ class LakeFS:
                     out[info.path[len(src_dir):].lstrip("/")] = pq.read_metadata(f).num_rows
         return out
 
+    def parquet_columns(self, uri: str, columns: list[str]):
+        """These columns of every Parquet file below a directory handed out by
+        ``spark_output`` (one pyarrow table; for small outputs only)."""
+        import pyarrow.parquet as pq
+
+        src_fs, src_dir = self._filesystem_of(uri)
+        return pq.read_table(src_dir, filesystem=src_fs, columns=columns, partitioning=None)
+
     def discard(self, uri: str) -> None:
         """Remove a staging directory handed out by ``spark_output``, if it is there."""
         src_fs, src_dir = self._filesystem_of(uri)

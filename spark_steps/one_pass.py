@@ -44,6 +44,7 @@ from spark_steps.validate import (
 ACCEPTED = "accepted"
 FILES_PER_PASS = 63  # a pass's file facts are bits of one bigint, a bit per file
 MAX_REPEATED_KEYS = 200_000  # more keys seen twice than this: the careful passes take the files
+SMALL_INPUT_BYTES = 4 << 20  # up to this many landed bytes (about 60,000 rows), repeats are found without Spark
 _WRITTEN = re.compile(r"fid=(\d+)/kind=([^/]+)/[^/]+\.parquet")
 
 
@@ -147,6 +148,8 @@ class _Pass:
         the written keys says whether there are any; only then are they listed."""
         if not self.spec.unique_key or not fids:
             return {}
+        if sum(self.results[self.batch[k]]["source_file"]["size"] for k in fids) <= SMALL_INPUT_BYTES:
+            return self._repeated_small(written, fids)
         keys = list(self.spec.unique_key)
         accepted = _read_written(self.spark, self.spec, written, [f"fid={k}/kind={ACCEPTED}" for k in fids])
         repeated = accepted.groupBy("fid", *keys).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
@@ -160,6 +163,20 @@ class _Pass:
         out: dict[int, list[tuple]] = {}
         for g in groups:
             out.setdefault(g["fid"], []).append((tuple(g[k] for k in keys), g["_n"], g["_first_line"]))
+        return out
+
+    def _repeated_small(self, written: str, fids: list[int]) -> dict[int, list[tuple]]:
+        """``_repeated`` for a small input: its written keys (a few thousand values) read here
+        with pyarrow and grouped, instead of two Spark jobs and their planning."""
+        import pyarrow.compute as pc
+
+        keys = list(self.spec.unique_key)
+        out: dict[int, list[tuple]] = {}
+        for k in fids:
+            table = self.fs.parquet_columns(f"{written}/fid={k}/kind={ACCEPTED}", [*keys, "source_line"])
+            groups = table.group_by(keys).aggregate([("source_line", "count"), ("source_line", "min")])
+            for g in groups.filter(pc.greater(groups["source_line_count"], 1)).to_pylist():
+                out.setdefault(k, []).append((tuple(g[c] for c in keys), g["source_line_count"], g["source_line_min"]))
         return out
 
     def _repeated_keys(self, repeats: dict[int, list[tuple]]):

@@ -16,7 +16,8 @@ from salespipe_assets.resources.athena import AthenaQueryEngine
 from salespipe_assets.resources.catalog import DuckDBCatalog
 from salespipe_assets.resources.glue import GlueCatalog
 from salespipe_assets.resources.io_manager import LakeIOManager
-from salespipe_assets.resources.lake import LocalLake, S3Lake
+from salespipe_assets.resources.lake import LocalLake
+from salespipe_assets.resources.s3_lake import S3Lake
 from salespipe_assets.resources.snowflake_warehouse import SnowflakeWarehouse
 from salespipe_assets.resources.warehouse import DuckDBWarehouse, fact_partition
 from salespipe_assets.sql import date_literal, identifier, literal
