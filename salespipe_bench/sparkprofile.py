@@ -35,7 +35,7 @@ def _category(plan: str) -> str:
         return "careful passes: verdicts (parse, type, rules, duplicates)"
     if "Scan text" in plan:
         return "careful passes: read the lines (decompress, cache), file checks and counts"
-    if "FileScan parquet" in plan and "HashAggregate" in plan:
+    if "Scan parquet" in plan and "HashAggregate" in plan:  # "FileScan parquet" in the plan's tree, "Scan parquet" in its formatted form
         if "kind=accepted" in plan:
             return "repeats: one aggregate over the written keys"
         return "fact: aggregate the week's staged days"
@@ -43,8 +43,13 @@ def _category(plan: str) -> str:
 
 
 def _table(plan: str) -> str:
-    m = _TABLE.search(plan)
-    return m.group(1) if m else "-"
+    """The table written, for a write (the fact's reads name the staged tables first); else the first read."""
+    write = plan.find("InsertIntoHadoopFsRelationCommand")
+    m = _TABLE.search(plan, write) if write >= 0 else None
+    m = m or _TABLE.search(plan)
+    if m:
+        return m.group(1)
+    return "store, product or calendar" if "/curated/.tmp-" in plan else "-"  # a snapshot's written rows
 
 
 def stage_profile(event_dir: str | Path, top: int = 16) -> dict:
