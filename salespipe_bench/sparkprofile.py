@@ -44,7 +44,7 @@ def _category(plan: str) -> str:
 
 def _table(plan: str) -> str:
     """The table written, for a write (the fact's reads name the staged tables first); else the first read."""
-    write = plan.find("InsertIntoHadoopFsRelationCommand")
+    write = plan.rfind("InsertIntoHadoopFsRelationCommand")  # the formatted plan details its root last
     m = _TABLE.search(plan, write) if write >= 0 else None
     m = m or _TABLE.search(plan)
     if m:
