@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 from spark_steps import build_weekly_fact
 from spark_steps.contract import INVENTORY, SALES
 from spark_steps.fact import FACT_COLUMNS, weekly_fact
+from spark_steps.lakefs import LakeFS
 from spark_steps.runtime import StepFailed
 from spark_steps.validate import spark_type
 
@@ -237,7 +238,7 @@ def test_two_weeks_in_one_call_publish_what_two_single_week_calls_do(spark, tmp_
     assert _published(two)[f"week_start={SUN}"]["files"] == ["_SUCCESS", "_manifest.json", "part-00000.parquet"]
 
 
-def test_the_checks_counts_come_with_the_write(spark, tmp_path):
+def test_the_checks_counts_come_with_the_write(spark, tmp_path, monkeypatch):
     _staged_lake(spark, tmp_path, SALES_ROWS, INVENTORY_ROWS)
     r = build_weekly_fact.run(spark, lake=str(tmp_path), week_start=str(SUN))
     assert (r["row_count"], r["distinct_keys"], r["rows_with_negative_measure"]) == (6, 6, 0)
@@ -247,6 +248,10 @@ def test_the_checks_counts_come_with_the_write(spark, tmp_path):
     # the preview: the top rows by amount, ties by key: (1,10) 25, (2,10) 8, (1,11) 7, (3,10) 2, then 0s
     assert [(p["store_key"], p["prod_key"]) for p in r["preview"]] == [(1, 10), (2, 10), (1, 11), (3, 10), (1, 12), (2, 12)]
     assert r["preview"][0]["total_sales_amt"] == D("25.00") and "week_start" not in r["preview"][0]
+    # read back in batches smaller than the week, the top rows are taken from several of them
+    monkeypatch.setattr(build_weekly_fact, "READ_BACK_BATCH_ROWS", 4)
+    assert build_weekly_fact._read_back(LakeFS(str(tmp_path)), build_weekly_fact.partition_path(str(SUN))) == \
+        (r["distinct_keys"], r["preview"])
 
 
 BIG = "900000000000000000000000000000000000.00"  # 9e35 fits decimal(38,2); twice it does not
