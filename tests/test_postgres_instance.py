@@ -34,6 +34,8 @@ pytestmark = pytest.mark.skipif(_SKIP is not None, reason=f"PostgreSQL tests ski
 IN_FLIGHT = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
+DRIVER, LAUNCHER = "org.apache.spark.deploy.SparkSubmit", "org.apache.spark.launcher.Main"
+
 
 @pytest.fixture(scope="module")
 def postgres():
@@ -213,7 +215,9 @@ def test_run_monitoring_fails_a_killed_worker_and_terminates_a_hung_run_and_the_
 
         def spark_jvm():
             assert _status(home, hung.run_id) == dg.DagsterRunStatus.STARTED, "the run ended before its Spark began"
-            return [p for p, cmd in _cmdlines(_descendants(pid)).items() if cmd and "java" in cmd.split()[0]]
+            # the driver JVM, not a short-lived java before it (`java -version`, spark-class's launcher)
+            return [p for p, cmd in _cmdlines(_descendants(pid)).items()
+                    if cmd and "java" in cmd.split()[0] and DRIVER in cmd and LAUNCHER not in cmd]
         jvms = restart._wait(spark_jvm, "the run's Spark JVM", daemon, log, timeout=MAX_RUNTIME)
         processes += _descendants(daemon.pid)
         for jvm in jvms:
