@@ -197,6 +197,8 @@ def _read_back(fs: LakeFS, rel: str) -> tuple[int, list[dict]]:
             wanted = [i for i in top if offset <= i < offset + batch.num_rows]
             if wanted:
                 rows.update(zip(wanted, batch.take([i - offset for i in wanted]).to_pylist()))
+            if len(rows) == len(top):
+                break  # the rest of the file holds none of them
             offset += batch.num_rows
     return distinct, [rows[i] for i in top]
 

@@ -31,6 +31,7 @@ from spark_steps.csv_parse import local_table
 INT_PATTERN = r"^[+-]?[0-9]+\z"
 DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)\z"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\z"
+PLAIN_PATTERN = r"^[0-9+.-]*\z"  # only the characters on which try_cast is the strict rule
 TYPED_PREFIX = "__typed__"
 
 
@@ -84,9 +85,6 @@ def typed_sql(name: str, type_name: str, plain: str | None = None) -> str:
     if plain is None or type_name == "date":
         return strict
     return f"CASE WHEN {plain} THEN try_cast({raw} AS {target}) ELSE {strict} END"
-
-
-PLAIN_PATTERN = r"^[0-9+.-]*\z"
 
 
 def plain_numbers_sql(table: Table) -> str | None:
