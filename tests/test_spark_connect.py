@@ -31,11 +31,13 @@ from tests.servers import free_port, start, stop
 DAY = "2024-01-08"
 # 127.0.0.1 as /proc/net/tcp writes it, and as /proc/net/tcp6 writes it (::ffff:127.0.0.1)
 LOOPBACK = {"0100007F", "0000000000000000FFFF00000100007F"}
-# A query that never ends on its own (days of work): the step that is killed (or whose server
-# is killed). One task per core of the server's local[2], so the next run's tasks wait until
-# it is given up; a plain range scan checks for its task being killed at every batch, so it
-# stops as soon as it is cancelled (a cross join spills to disk and is slow to stop).
-ENDLESS = "SELECT sum(id % 7) FROM range(0, 1000000000000000, 1, 2)"
+# A query that never ends on its own (its rows take days): the step that is killed (or whose
+# server is killed). One task per core of the server's local[2], so the next run's tasks wait
+# until it is given up. Each row sleeps 10 ms in the task's thread (java.lang.Thread.sleep by
+# reflection) instead of computing: the tasks hold both slots without burning both cores of
+# the test machine, and a cancelled task stops at once (the sleep is interrupted).
+ENDLESS = ("SELECT count(*) FROM range(0, 1000000000000000, 1, 2) "
+           "WHERE reflect('java.lang.Thread', 'sleep', CAST(10 AS BIGINT)) IS NOT NULL")
 
 
 def _cmdline(pid: int) -> list[str]:
