@@ -22,7 +22,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 help:
 	@echo "make run    generate a demo lake (if absent) and run the pipeline end to end"
 	@echo "make test   run the test suite"
-	@echo "make test-heavy  the heavy tests make test leaves out (the bench at a tiny scale)"
+	@echo "make test-heavy  the heavy tests make test leaves out (the bench at a tiny scale, a standalone cluster, real SIGKILL and full-disk variants); CI runs both"
 	@echo "make dev    Dagster UI + daemon on 127.0.0.1:3000 over data/lake (sensor on)"
 	@echo "make bi     Superset with the dashboards on 127.0.0.1:8088 (after make run)"
 	@echo "make clean  remove data/, .dagster_home/ and the venvs"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
 from salespipe_assets.datagen import generate
 from salespipe_bench import catchup, staging_warm
@@ -41,6 +42,7 @@ def test_the_demo_scale_never_exceeds_the_bench_scale():
     assert BenchOptions().demo_scale == 0.01 and BenchOptions(scale=0.002).demo_scale == 0.002
 
 
+@pytest.mark.heavy  # the bench itself, in a JVM of its own: `make test-heavy`
 def test_staging_warm_stages_and_floors_the_same_files_in_a_jvm_of_its_own(tmp_path):
     """The staging_warm child on a tiny day's sales and store files, in a process of its own
     as the bench starts it: its JVM started for so few bytes has C1 alone (as `salespipe run`

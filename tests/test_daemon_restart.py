@@ -170,6 +170,10 @@ def test_each_day_runs_exactly_once_across_a_daemon_kill_and_restart(tmp_path):
     assert qty == staged_qty  # the week in the warehouse holds every day
 
 
+# Through a real daemon, two starts of it: `make test-heavy`. make test keeps the same story at
+# the sensor (tests/test_landing_hostile.py, test_a_day_whose_file_vanished_before_its_run_...)
+# and the daemon's kill and restart above.
+@pytest.mark.heavy
 def test_a_day_whose_file_vanished_before_its_run_runs_again_once_it_is_back(tmp_path):
     """The queue held (the landing chain's limit 0) while the day's sales file is deleted;
     the run then starts and fails; the file lands again and the day runs, once."""

@@ -263,7 +263,13 @@ def _wait_group_gone(pgid: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("week", [REPLACED_WEEK, FIRST_WEEK], ids=["replace", "first-publish"])
+@pytest.mark.parametrize("week", [
+    REPLACED_WEEK,
+    # A first publish killed mid-write: `make test-heavy`. make test keeps the replacement
+    # killed for real, and test_a_crash_at_any_step_of_the_publish_... crashes a first publish
+    # at every step of the publish.
+    pytest.param(FIRST_WEEK, marks=pytest.mark.heavy),
+], ids=["replace", "first-publish"])
 def test_sigkill_mid_publish_leaves_old_or_nothing_and_the_rerun_equals_a_clean_run(
         week, base_lake, clean_fact, spark, tmp_path):
     lake = _copy(base_lake, tmp_path)
@@ -565,6 +571,10 @@ def _user_namespaces_work() -> bool:
 
 
 @pytest.mark.slow
+# A real full disk costs a cold JVM of its own: `make test-heavy`. make test keeps the reason
+# taken from the same Java error (test_the_reason_of_a_failed_write_is_one_line) and a crash
+# at every step of the publish (test_a_crash_at_any_step_of_the_publish_leaves_a_whole_partition).
+@pytest.mark.heavy
 @pytest.mark.skipif(not _user_namespaces_work(),
                     reason="needs unprivileged user + mount namespaces (unshare) for a small tmpfs")
 def test_full_disk_fails_with_one_clear_line_and_keeps_the_old_partition(base_lake, tmp_path, spark):

@@ -104,6 +104,10 @@ def test_the_postgres_profile_stores_runs_and_events_in_postgres_and_reads_the_p
     assert "password authentication failed" in "\n".join(chain)
 
 
+# The daemon-restart scenario again, on Postgres: `make test-heavy`. make test runs it on the
+# SQLite instance (tests/test_daemon_restart.py), and the tests below put runs, events,
+# run monitoring and a code server on Postgres.
+@pytest.mark.heavy
 def test_daemon_restart_on_postgres(postgres, pg_env, tmp_path, monkeypatch, spark_remote):
     """tests/test_daemon_restart.py as it is, with the postgres profile as the project's
     dagster.yaml: each day runs exactly once across a daemon SIGKILL, its week reaches the

@@ -120,6 +120,7 @@ def _row_counts(lake: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # a cluster of five JVMs, about 150 CPU-seconds: `make test-heavy`
 def test_pipeline_on_a_standalone_cluster_equals_local_mode(standalone_cluster, spark, tmp_path):
     local_lake, cluster_lake = tmp_path / "local" / "lake", tmp_path / "cluster" / "lake"
     _landing(local_lake)
